@@ -9,11 +9,11 @@
  *
  * Item memory (one slab chunk, or one large allocation above slab_chunk_max):
  *
- *   +----------------------------+  struct item (56 bytes on LP64)
- *   | h_next | lru prev | lru next|  hash chain, LRU links
- *   | cas (64) | exptime | atime  |  rel-time seconds (src/clock.h)
- *   | nbytes | client flags       |  nbytes counts the value plus "\r\n"
- *   | refcount | nkey | class/seg | state bits
+ *   +----------------------------+  struct item: 48 bytes on LP64
+ *   | h_next | lru prev | lru next|  hash chain, LRU links       (24)
+ *   | state bits:8 | cas:56       |  one atomic word             (8)
+ *   | exptime | nbytes | flags    |  rel-time s, value+2, client (12)
+ *   | refcount:16 | nkey | class  |                              (4)
  *   +----------------------------+
  *   | key (nkey bytes, no NUL)   |
  *   | value ... "\r\n"           |  written to a socket straight from here
@@ -106,7 +106,8 @@ uint32_t
 item_nbytes(const struct item *it);
 uint32_t
 item_flags(const struct item *it);
-/* 0 when the cache runs with use_cas off. */
+/* 0 when the cache runs with use_cas off. CAS values are unique and
+ * increasing, 56 bits wide (2^56 stores: centuries at ten million a second). */
 uint64_t
 item_cas(const struct item *it);
 /* Expiry as the unix time it happens, 0 for never, -1 if already expired. */
@@ -254,7 +255,6 @@ struct cache_class_stats {
     uint64_t mem_requested;
     uint64_t number;            /* linked items */
     uint64_t number_hot, number_warm, number_cold;
-    uint32_t age_hot, age_warm, age; /* seconds since the tail was accessed */
     struct cache_op_stats ops;
 };
 
@@ -274,5 +274,11 @@ cache_sizes_foreach(cache_size_fn fn, void *arg);
 /* Zeroes the operation counters (stats reset). */
 void
 cache_stats_reset(void);
+
+/* Checks every list, count and reference against the items themselves;
+ * every item must be unreferenced but for the table. For tests: it locks
+ * class by class. False with a reason in err on the first inconsistency. */
+bool
+cache_verify(char *err, size_t errlen);
 
 #endif

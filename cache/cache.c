@@ -1,0 +1,661 @@
+/* cache: the public operations — lookups, the store family, delete, incr/decr,
+ * touch — plus set-up and the maintenance thread. Every operation on a key
+ * runs under that key's stripe lock, which makes it atomic against every
+ * other operation on the same key; the table holds one reference to each
+ * linked item, and each successful lookup hands the caller one more. */
+#include "cache/cache_internal.h"
+#include "src/clock.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+struct cache cache;
+
+static struct {
+    pthread_t thread;
+    bool running;
+    bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned crawl_class;       /* reclaimer cursor: class, then chunk */
+    uint64_t crawl_chunk;
+} maint = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static const char *const result_names[] = {
+#define CACHE_RESULT_NAME(name) #name,
+    CACHE_RESULTS(CACHE_RESULT_NAME)
+#undef CACHE_RESULT_NAME
+};
+
+const char *
+cache_result_name(enum cache_result r)
+{
+    return (unsigned)r < CACHE_RESULT_COUNT ? result_names[r] : "CACHE_UNKNOWN";
+}
+
+void
+cache_options_default(struct cache_options *o)
+{
+    *o = (struct cache_options){
+        .mem_limit = UINT64_C(64) << 20,
+        .page_size = 1u << 20,
+        .chunk_min = 48,
+        .factor = 1.25,
+        .item_max = 1u << 20,
+        .slab_chunk_max = 1u << 19,
+        .evict = true,
+        .use_cas = true,
+        .hashpower = 16,
+        .background = false,
+        .max_ttl = 0,
+    };
+}
+
+static void
+wake_maintainer(void)
+{
+    pthread_mutex_lock(&maint.lock);
+    pthread_cond_signal(&maint.cond);
+    pthread_mutex_unlock(&maint.lock);
+}
+
+/* --- link / unlink ------------------------------------------------------ */
+
+static void
+free_item(struct item *it)
+{
+    struct slab_class *cls = &cache.classes[it->clsid];
+    pthread_mutex_lock(&cls->lock);
+    slab_put_locked(it);
+    pthread_mutex_unlock(&cls->lock);
+}
+
+void
+item_link(struct item *it, uint64_t hv)
+{
+    struct slab_class *cls = &cache.classes[it->clsid];
+    item_new_cas(it);
+    atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the table's; dropped in item_unlink */
+    pthread_mutex_lock(&cls->lock);
+    item_set_bits(it, ITEM_LINKED);
+    ht_insert(it, hv);
+    lru_insert_locked(it);
+    lru_balance_locked(it->clsid);
+    pthread_mutex_unlock(&cls->lock);
+    STAT_INC(it->clsid, total_items);
+    if (ht_count(1))
+        wake_maintainer();
+}
+
+void
+item_unlink(struct item *it, uint64_t hv)
+{
+    struct slab_class *cls = &cache.classes[it->clsid];
+    pthread_mutex_lock(&cls->lock);
+    ht_remove(it, hv);
+    lru_remove_locked(it);
+    item_clear_bits(it, ITEM_LINKED);
+    pthread_mutex_unlock(&cls->lock);
+    ht_count(-1);
+    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1)
+        free_item(it);
+}
+
+void
+item_reclaim_locked(struct item *it, uint64_t hv)
+{
+    ht_remove(it, hv);
+    lru_remove_locked(it);
+    item_clear_bits(it, ITEM_LINKED);
+    ht_count(-1);
+    atomic_store_explicit(&it->refcount, 0, memory_order_relaxed);
+    slab_put_locked(it);
+}
+
+void
+cache_release(struct item **itp)
+{
+    struct item *it = *itp;
+    if (it == NULL)
+        return;
+    *itp = NULL;
+    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1)
+        free_item(it);
+}
+
+/* --- allocation ----------------------------------------------------------- */
+
+/* A reference count this close to the 16-bit limit means a pathological
+ * number of pending replies hold the item; the lookup then reports a miss
+ * rather than wrap the count. */
+#define REFCOUNT_CEILING (UINT16_MAX - 64)
+
+static struct item *
+alloc_chunk(unsigned id, size_t total)
+{
+    struct slab_class *cls = &cache.classes[id];
+    struct item *it = NULL;
+    pthread_mutex_lock(&cls->lock);
+    /* Large items may need several evictions to free enough pages. */
+    for (unsigned attempt = 0; attempt < 32; attempt++) {
+        it = slab_take_locked(id, total);
+        if (it != NULL || !lru_reclaim_locked(id))
+            break;
+    }
+    pthread_mutex_unlock(&cls->lock);
+    return it;
+}
+
+static enum cache_result
+alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
+           uint32_t rel_exptime, uint64_t nbytes)
+{
+    if (nkey == 0 || nkey > CACHE_KEY_MAX)
+        return CACHE_BAD_KEY;
+    if (nbytes > UINT32_MAX)
+        return CACHE_TOO_LARGE;
+    size_t total = item_total(nkey, (size_t)nbytes);
+    int id = slab_class_for(total);
+    if (id < 0)
+        return CACHE_TOO_LARGE;
+    struct item *it = alloc_chunk((unsigned)id, total);
+    if (it == NULL) {
+        STAT_INC((unsigned)id, outofmemory);
+        return CACHE_NO_MEMORY;
+    }
+    it->h_next = it->prev = it->next = NULL;
+    it->exptime = rel_exptime;
+    it->nbytes = (uint32_t)nbytes;
+    it->flags = flags;
+    it->nkey = (uint8_t)nkey;
+    memcpy(it->data, key, nkey);
+    atomic_store_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's */
+    *out = it;
+    return CACHE_OK;
+}
+
+enum cache_result
+cache_alloc(struct item **out, const char *key, size_t nkey, uint32_t flags,
+            int64_t exptime, uint32_t vlen)
+{
+    return alloc_item(out, key, nkey, flags, item_exptime_for(exptime), (uint64_t)vlen + 2);
+}
+
+/* --- lookups ---------------------------------------------------------------- */
+
+/* The live item for key with its stripe held, or NULL (a dead one found on
+ * the way is unlinked and counted). */
+static struct item *
+find_live(const char *key, size_t nkey, uint64_t hv)
+{
+    struct item *it = ht_find(key, nkey, hv);
+    if (it == NULL)
+        return NULL;
+    enum item_death death = item_death(it, clock_now());
+    if (death == ITEM_ALIVE)
+        return it;
+    if (death == ITEM_EXPIRED)
+        STAT_INC(it->clsid, get_expired);
+    else
+        STAT_INC(it->clsid, get_flushed);
+    item_unlink(it, hv);
+    return NULL;
+}
+
+/* Marks a read: first FETCHED, then ACTIVE, which LRU moves act on. */
+static void
+note_read(struct item *it)
+{
+    uint64_t m = item_meta(it);
+    if (!(m & ITEM_FETCHED))
+        item_set_bits(it, ITEM_FETCHED);
+    else if (!(m & ITEM_ACTIVE))
+        item_set_bits(it, ITEM_ACTIVE);
+}
+
+static struct item *
+lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
+{
+    if (nkey == 0 || nkey > CACHE_KEY_MAX)
+        return NULL;
+    uint64_t hv = item_hash_key(key, nkey);
+    ht_lock(hv);
+    struct item *it = find_live(key, nkey, hv);
+    if (it != NULL && atomic_load(&it->refcount) >= REFCOUNT_CEILING)
+        it = NULL;
+    if (it != NULL) {
+        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's: cache_release */
+        if (touch)
+            it->exptime = item_exptime_for(exptime);
+        note_read(it);
+    }
+    ht_unlock(hv);
+    if (touch) {
+        if (it)
+            STAT_INC(it->clsid, touch_hits);
+        else
+            STAT_INC(STAT_NOCLASS, touch_misses);
+    } else {
+        if (it)
+            STAT_INC(it->clsid, get_hits);
+        else
+            STAT_INC(STAT_NOCLASS, get_misses);
+    }
+    return it;
+}
+
+struct item *
+cache_get(const char *key, size_t nkey)
+{
+    return lookup(key, nkey, false, 0);
+}
+
+struct item *
+cache_get_touch(const char *key, size_t nkey, int64_t exptime)
+{
+    return lookup(key, nkey, true, exptime);
+}
+
+/* --- stores ------------------------------------------------------------------ */
+
+/* Builds old+add (append) or add+old (prepend) in a new item. */
+static enum cache_result
+join_values(struct item **out, struct item *old, struct item *add, bool append)
+{
+    uint64_t nbytes = (uint64_t)old->nbytes + add->nbytes - 2;
+    enum cache_result r = alloc_item(out, old->data, old->nkey, old->flags, old->exptime, nbytes);
+    if (r != CACHE_OK)
+        return r == CACHE_BAD_KEY ? CACHE_NOT_STORED : r;
+    char *dst = item_value(*out);
+    const struct item *first = append ? old : add;
+    const struct item *second = append ? add : old;
+    memcpy(dst, item_value_const(first), first->nbytes - 2);
+    memcpy(dst + first->nbytes - 2, item_value_const(second), second->nbytes);
+    return CACHE_OK;
+}
+
+static void
+replace_linked(struct item *old, struct item *it, uint64_t hv)
+{
+    if (old != NULL)
+        item_unlink(old, hv);
+    item_link(it, hv);
+}
+
+enum cache_result
+cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *cas_out)
+{
+    uint64_t hv = item_hash_key(it->data, it->nkey);
+    struct item *joined = NULL;
+    struct item *stored = it;
+    enum cache_result r = CACHE_OK;
+
+    STAT_INC(it->clsid, cmd_set);
+    ht_lock(hv);
+    struct item *old = find_live(it->data, it->nkey, hv);
+    switch (op) {
+    case CACHE_SET:
+        replace_linked(old, it, hv);
+        break;
+    case CACHE_ADD:
+        if (old != NULL) {
+            note_read(old); /* memcached refreshes an item that an add ran into */
+            r = CACHE_NOT_STORED;
+        } else {
+            item_link(it, hv);
+        }
+        break;
+    case CACHE_REPLACE:
+        if (old == NULL)
+            r = CACHE_NOT_STORED;
+        else
+            replace_linked(old, it, hv);
+        break;
+    case CACHE_APPEND:
+    case CACHE_PREPEND:
+        if (old == NULL) {
+            r = CACHE_NOT_STORED;
+            break;
+        }
+        r = join_values(&joined, old, it, op == CACHE_APPEND);
+        if (r == CACHE_OK) {
+            replace_linked(old, joined, hv);
+            stored = joined;
+        }
+        break;
+    case CACHE_CAS:
+        if (old == NULL) {
+            STAT_INC(STAT_NOCLASS, cas_misses);
+            r = CACHE_MISS;
+        } else if ((item_meta(old) & META_CAS_MASK) != cas_in) {
+            STAT_INC(old->clsid, cas_badval);
+            r = CACHE_EXISTS;
+        } else {
+            STAT_INC(old->clsid, cas_hits);
+            replace_linked(old, it, hv);
+        }
+        break;
+    }
+    if (r == CACHE_OK && cas_out != NULL)
+        *cas_out = item_cas(stored);
+    ht_unlock(hv);
+    cache_release(&joined);
+    return r;
+}
+
+enum cache_result
+cache_delete(const char *key, size_t nkey)
+{
+    if (nkey == 0 || nkey > CACHE_KEY_MAX)
+        return CACHE_MISS;
+    uint64_t hv = item_hash_key(key, nkey);
+    ht_lock(hv);
+    struct item *it = find_live(key, nkey, hv);
+    if (it != NULL) {
+        STAT_INC(it->clsid, delete_hits);
+        item_unlink(it, hv);
+    } else {
+        STAT_INC(STAT_NOCLASS, delete_misses);
+    }
+    ht_unlock(hv);
+    return it != NULL ? CACHE_OK : CACHE_MISS;
+}
+
+enum cache_result
+cache_drop(const char *key, size_t nkey, bool has_hash, uint64_t value_hash)
+{
+    if (nkey == 0 || nkey > CACHE_KEY_MAX)
+        return CACHE_MISS;
+    uint64_t hv = item_hash_key(key, nkey);
+    enum cache_result r = CACHE_MISS;
+    ht_lock(hv);
+    struct item *it = find_live(key, nkey, hv);
+    if (it != NULL) {
+        if (has_hash && item_value_hash(it) == value_hash) {
+            r = CACHE_EXISTS;
+        } else {
+            item_unlink(it, hv);
+            r = CACHE_OK;
+        }
+    }
+    ht_unlock(hv);
+    return r;
+}
+
+enum cache_result
+cache_touch(const char *key, size_t nkey, int64_t exptime)
+{
+    if (nkey == 0 || nkey > CACHE_KEY_MAX)
+        return CACHE_MISS;
+    uint64_t hv = item_hash_key(key, nkey);
+    ht_lock(hv);
+    struct item *it = find_live(key, nkey, hv);
+    if (it != NULL) {
+        it->exptime = item_exptime_for(exptime);
+        note_read(it);
+        STAT_INC(it->clsid, touch_hits);
+    } else {
+        STAT_INC(STAT_NOCLASS, touch_misses);
+    }
+    ht_unlock(hv);
+    return it != NULL ? CACHE_OK : CACHE_MISS;
+}
+
+/* memcached reads a counter with strtoull and accepts what it accepts:
+ * leading white space, a sign, then digits ending at white space or NUL.
+ * A minus sign is refused unless the value wraps to a small number. The
+ * stored value always ends in "\r\n", so the scan stops in bounds. */
+static bool
+parse_counter(const char *p, uint64_t *out)
+{
+    const char *start = p;
+    while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+        p++;
+    bool neg = false;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    const char *digits = p;
+    uint64_t v = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (p == digits)
+        return false;
+    if (!(*p == ' ' || (*p >= '\t' && *p <= '\r') || (*p == '\0' && p != start)))
+        return false;
+    if (neg) {
+        v = (uint64_t)0 - v;
+        if ((int64_t)v < 0)
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+enum cache_result
+cache_arith(const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t *result)
+{
+    if (nkey == 0 || nkey > CACHE_KEY_MAX)
+        return CACHE_MISS;
+    uint64_t hv = item_hash_key(key, nkey);
+    enum cache_result r = CACHE_OK;
+    struct item *fresh = NULL;
+    ht_lock(hv);
+    struct item *it = find_live(key, nkey, hv);
+    uint64_t value;
+    if (it == NULL) {
+        if (incr)
+            STAT_INC(STAT_NOCLASS, incr_misses);
+        else
+            STAT_INC(STAT_NOCLASS, decr_misses);
+        r = CACHE_MISS;
+    } else if (it->nbytes <= 2 || !parse_counter(item_value(it), &value)) {
+        r = CACHE_NOT_NUMBER;
+    } else {
+        if (incr) {
+            value += delta; /* wraps at 2^64, as memcached does */
+            STAT_INC(it->clsid, incr_hits);
+        } else {
+            value = delta > value ? 0 : value - delta;
+            STAT_INC(it->clsid, decr_hits);
+        }
+        char buf[24];
+        int len = snprintf(buf, sizeof(buf), "%" PRIu64, value);
+        /* Only the table and this thread hold it (the stripe stops new
+         * readers), so no reply can be sending these bytes: rewrite in place,
+         * space-padded like memcached, when the digits fit. */
+        if ((uint32_t)len + 2 <= it->nbytes && atomic_load(&it->refcount) == 1) {
+            char *v = item_value(it);
+            memcpy(v, buf, (size_t)len);
+            memset(v + len, ' ', it->nbytes - 2 - (size_t)len);
+            item_new_cas(it);
+        } else {
+            r = alloc_item(&fresh, it->data, it->nkey, it->flags, it->exptime, (uint64_t)len + 2);
+            if (r == CACHE_OK) {
+                memcpy(item_value(fresh), buf, (size_t)len);
+                memcpy(item_value(fresh) + len, "\r\n", 2);
+                replace_linked(it, fresh, hv);
+            }
+        }
+        if (r == CACHE_OK)
+            *result = value;
+    }
+    ht_unlock(hv);
+    cache_release(&fresh);
+    return r;
+}
+
+/* --- maintenance ------------------------------------------------------------------ */
+
+/* Chunks the reclaimer looks at per step. */
+#define CRAWL_BATCH 4096
+
+/* Visits the next CRAWL_BATCH chunks of the slab classes and frees the dead
+ * ones. Walking pages rather than LRU lists needs no cursor inside a list:
+ * pages never move, and a chunk's LINKED bit says whether it holds an item. */
+static void
+crawl_step(void)
+{
+    uint32_t now = clock_now();
+    unsigned budget = CRAWL_BATCH;
+    while (budget > 0) {
+        unsigned id = maint.crawl_class;
+        struct slab_class *cls = &cache.classes[id];
+        pthread_mutex_lock(&cls->lock);
+        if (cls->large) {
+            /* Large items are few (each is over half a page): walk the lists. */
+            for (unsigned seg = 0; seg < LRU_SEGS; seg++) {
+                struct item *it = cls->lru[seg].tail;
+                while (it != NULL && budget > 0) {
+                    struct item *prev = it->prev;
+                    budget--;
+                    uint64_t hv = item_hash_key(it->data, it->nkey);
+                    if (ht_trylock(hv)) {
+                        if (atomic_load(&it->refcount) == 1 && item_death(it, now) != ITEM_ALIVE) {
+                            STAT_INC(id, reclaimed);
+                            item_reclaim_locked(it, hv);
+                        }
+                        ht_unlock(hv);
+                    }
+                    it = prev;
+                }
+            }
+            budget = 0;
+            maint.crawl_chunk = 0;
+            maint.crawl_class = 0;
+        } else {
+            uint64_t total = cls->npages * cls->perslab;
+            while (maint.crawl_chunk < total && budget > 0) {
+                uint64_t c = maint.crawl_chunk++;
+                budget--;
+                struct item *it = (struct item *)(cls->pages[c / cls->perslab] + (c % cls->perslab) * cls->size);
+                if (!item_has(it, ITEM_LINKED))
+                    continue;
+                uint64_t hv = item_hash_key(it->data, it->nkey);
+                if (!ht_trylock(hv))
+                    continue;
+                enum item_death death = item_death(it, now);
+                if (atomic_load(&it->refcount) == 1 && death != ITEM_ALIVE) {
+                    STAT_INC(id, reclaimed);
+                    if (death == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED))
+                        STAT_INC(id, expired_unfetched);
+                    item_reclaim_locked(it, hv);
+                }
+                ht_unlock(hv);
+            }
+            if (maint.crawl_chunk >= total) {
+                maint.crawl_chunk = 0;
+                maint.crawl_class++;
+            }
+        }
+        pthread_mutex_unlock(&cls->lock);
+        if (budget == 0 || maint.crawl_class == 0)
+            break;
+    }
+}
+
+bool
+cache_maintain(void)
+{
+    item_flush_tick(clock_now());
+    bool more = ht_expand_step();
+    crawl_step();
+    return more;
+}
+
+static void *
+maint_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&maint.lock);
+    while (!maint.stop) {
+        pthread_mutex_unlock(&maint.lock);
+        bool more = cache_maintain();
+        pthread_mutex_lock(&maint.lock);
+        if (!more && !maint.stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100 * 1000 * 1000;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&maint.cond, &maint.lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&maint.lock);
+    return NULL;
+}
+
+/* --- set-up ------------------------------------------------------------------------ */
+
+bool
+cache_setup(const struct cache_options *opts, char *err, size_t errlen)
+{
+    unsigned gen = atomic_load(&cache.generation) + 1;
+    memset(&cache, 0, sizeof(cache));
+    atomic_store(&cache.generation, gen);
+    cache.opts = *opts;
+    atomic_store(&cache.next_cas, 1);
+    if (opts->page_size < 1024 || opts->item_max < sizeof(struct item) + opts->chunk_min) {
+        snprintf(err, errlen, "page size or item size limit too small");
+        return false;
+    }
+    if (!slab_setup(err, errlen))
+        return false;
+    if (!ht_setup(opts->hashpower, err, errlen)) {
+        slab_teardown();
+        cache.nclasses = 0;
+        return false;
+    }
+    stats_setup();
+    maint.crawl_class = 0;
+    maint.crawl_chunk = 0;
+    maint.stop = false;
+    maint.running = false;
+    if (opts->background) {
+        if (pthread_create(&maint.thread, NULL, maint_main, NULL) != 0) {
+            snprintf(err, errlen, "cannot start the cache maintenance thread");
+            cache_teardown();
+            return false;
+        }
+        maint.running = true;
+    }
+    return true;
+}
+
+void
+cache_teardown(void)
+{
+    if (cache.nclasses == 0)
+        return; /* never set up, or already torn down */
+    if (maint.running) {
+        pthread_mutex_lock(&maint.lock);
+        maint.stop = true;
+        pthread_cond_signal(&maint.cond);
+        pthread_mutex_unlock(&maint.lock);
+        pthread_join(maint.thread, NULL);
+        maint.running = false;
+    }
+    /* Large items are mappings of their own; slab pages go with their class. */
+    struct slab_class *large = &cache.classes[cache.large_id];
+    for (unsigned seg = 0; seg < LRU_SEGS; seg++) {
+        struct item *it = large->lru[seg].head;
+        while (it != NULL) {
+            struct item *next = it->next;
+            munmap(it, item_size(it));
+            it = next;
+        }
+    }
+    ht_teardown();
+    slab_teardown();
+    stats_teardown();
+    cache.nclasses = 0;
+}

@@ -1,0 +1,270 @@
+/* cache_internal: what the files of cache/ share and nobody else sees — the
+ * item header, slab classes, the hash table's striped locks, per-thread stats.
+ *
+ * Locks, always taken in this order (never the reverse):
+ *   stripe lock (hash.c, one per 1/ HT_STRIPES of the key space)
+ *     -> class lock (one per slab class: its free list, pages, LRU lists)
+ * Code that holds a class lock and needs a stripe lock (eviction, the
+ * reclaimer) only ever *tries* it. ITEM_LINKED changes only with both locks
+ * held, so either one is enough to read it.
+ *
+ * References: the hash table holds one; every lookup adds one under the
+ * stripe lock. An item whose count reaches zero goes back to its class.
+ */
+#ifndef FLEETCACHE_CACHE_INTERNAL_H
+#define FLEETCACHE_CACHE_INTERNAL_H
+
+#include "cache/cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define CLASS_MAX 64            /* slab classes including the large class */
+#define HT_STRIPES 1024         /* stripe locks; initial table has >= this many buckets */
+#define HT_POWER_MIN 10
+#define HT_POWER_MAX 32
+#define CACHE_ALIGN 8
+
+/* The top byte of item.meta holds state bits; the low 56 bits hold the CAS.
+ * Readers set FETCHED/ACTIVE while LRU moves clear them under another lock,
+ * so the word is only ever changed with atomic read-modify-write operations. */
+#define META_CAS_MASK ((UINT64_C(1) << 56) - 1)
+#define META_BIT(n) (UINT64_C(1) << (56 + (n)))
+#define ITEM_LINKED META_BIT(0)   /* in the hash table and an LRU list */
+#define ITEM_FETCHED META_BIT(1)  /* read at least once since stored */
+#define ITEM_ACTIVE META_BIT(2)   /* read again: promoted when it reaches a tail */
+#define ITEM_SEG_SHIFT 59         /* two bits: enum lru_seg */
+#define ITEM_SEG_MASK (UINT64_C(3) << ITEM_SEG_SHIFT)
+
+enum lru_seg { LRU_HOT = 0, LRU_WARM = 1, LRU_COLD = 2, LRU_SEGS = 3 };
+
+struct item {
+    struct item *h_next;        /* hash chain; free-list link when free */
+    struct item *prev;          /* LRU links (class lock) */
+    struct item *next;
+    _Atomic uint64_t meta;      /* state bits | CAS */
+    uint32_t exptime;           /* rel time, 0 = never (stripe lock) */
+    uint32_t nbytes;            /* value bytes + 2 for "\r\n" */
+    uint32_t flags;             /* client flags */
+    _Atomic uint16_t refcount;
+    uint8_t nkey;
+    uint8_t clsid;              /* index into cache.classes; fixed for life */
+    char data[];                /* key, then value "\r\n" */
+};
+
+_Static_assert(sizeof(struct item) == 48, "item header must stay 48 bytes");
+
+struct lru_list {
+    struct item *head;          /* most recently inserted */
+    struct item *tail;
+    uint64_t count;
+};
+
+struct slab_class {
+    pthread_mutex_t lock;
+    uint32_t size;              /* chunk size; 0 for the large class */
+    uint32_t perslab;           /* chunks per page */
+    bool large;                 /* items here are separate mappings */
+    struct item *free_list;
+    uint64_t free_count;
+    char **pages;               /* every page this class owns (never returned) */
+    uint64_t npages;
+    uint64_t pages_cap;
+    uint32_t cur_carved;        /* chunks handed out of the newest page */
+    struct lru_list lru[LRU_SEGS];
+    uint64_t linked;            /* items linked */
+    uint64_t bytes;             /* sum of linked item sizes */
+    uint64_t large_pages;       /* large class: pages charged to the limit */
+};
+
+struct cache {
+    struct cache_options opts;
+    struct slab_class classes[CLASS_MAX];
+    unsigned nclasses;          /* slab classes, then one large class */
+    unsigned large_id;
+    _Atomic uint64_t pages_used;
+    uint64_t pages_max;
+    _Atomic uint64_t next_cas;
+    /* Items with a CAS below oldest_cas are flushed. A delayed flush waits in
+     * flush_at (rel time) until the clock reaches it, then becomes a CAS mark. */
+    _Atomic uint64_t oldest_cas;
+    _Atomic uint32_t flush_at;
+    _Atomic uint64_t malloc_fails;
+    _Atomic unsigned generation; /* bumps at every setup: stale thread stats re-register */
+};
+
+extern struct cache cache;
+
+/* --- item.c ------------------------------------------------------------ */
+static inline size_t
+item_total(size_t nkey, size_t nbytes)
+{
+    return sizeof(struct item) + nkey + nbytes;
+}
+
+static inline size_t
+item_size(const struct item *it)
+{
+    return item_total(it->nkey, it->nbytes);
+}
+
+static inline uint64_t
+item_meta(const struct item *it)
+{
+    return atomic_load_explicit(&it->meta, memory_order_relaxed);
+}
+
+static inline unsigned
+item_seg(const struct item *it)
+{
+    return (unsigned)((item_meta(it) & ITEM_SEG_MASK) >> ITEM_SEG_SHIFT);
+}
+
+static inline bool
+item_has(const struct item *it, uint64_t bit)
+{
+    return (item_meta(it) & bit) != 0;
+}
+
+static inline void
+item_set_bits(struct item *it, uint64_t bits)
+{
+    atomic_fetch_or_explicit(&it->meta, bits, memory_order_relaxed);
+}
+
+static inline void
+item_clear_bits(struct item *it, uint64_t bits)
+{
+    atomic_fetch_and_explicit(&it->meta, ~bits, memory_order_relaxed);
+}
+
+static inline void
+item_set_seg(struct item *it, enum lru_seg seg)
+{
+    uint64_t old = item_meta(it), want;
+    do {
+        want = (old & ~ITEM_SEG_MASK) | ((uint64_t)seg << ITEM_SEG_SHIFT);
+    } while (!atomic_compare_exchange_weak_explicit(&it->meta, &old, want,
+                                                    memory_order_relaxed, memory_order_relaxed));
+}
+
+/* Gives it a fresh CAS (stripe lock held), keeping its state bits. */
+void
+item_new_cas(struct item *it);
+
+/* memcached's realtime(): protocol exptime -> rel time (0 never, 1 expired). */
+uint32_t
+item_realtime(int64_t exptime);
+
+/* realtime() plus the --max-ttl cap. */
+uint32_t
+item_exptime_for(int64_t exptime);
+
+enum item_death { ITEM_ALIVE = 0, ITEM_EXPIRED, ITEM_FLUSHED };
+
+/* Whether a linked item is still visible at rel time now. */
+enum item_death
+item_death(const struct item *it, uint32_t now);
+
+/* Arms a delayed flush whose time has come (the maintenance thread calls it
+ * every step so that the mark lands on time even with no reads). */
+void
+item_flush_tick(uint32_t now);
+
+uint64_t
+item_hash_key(const char *key, size_t nkey);
+
+/* --- slab.c ------------------------------------------------------------ */
+bool
+slab_setup(char *err, size_t errlen);
+void
+slab_teardown(void);
+/* Class index for an item of total size, or -1 when it exceeds item_max. */
+int
+slab_class_for(size_t total);
+/* Takes a free chunk of class id without evicting; class lock held.
+ * Returns NULL when the class has none and no page can be had. */
+struct item *
+slab_take_locked(unsigned id, size_t total);
+/* Returns an item's memory; class lock held, item unreferenced and unlinked. */
+void
+slab_put_locked(struct item *it);
+
+/* --- lru.c ------------------------------------------------------------- */
+void
+lru_insert_locked(struct item *it);
+void
+lru_remove_locked(struct item *it);
+/* Makes room in class id by reclaiming a dead item or, when eviction is on,
+ * evicting from the cold end; the memory goes back to the class. Class lock
+ * held. False when nothing could be freed. */
+bool
+lru_reclaim_locked(unsigned id);
+/* Keeps the hot and warm segments within their shares. Class lock held. */
+void
+lru_balance_locked(unsigned id);
+
+/* --- hash.c ------------------------------------------------------------ */
+bool
+ht_setup(unsigned power, char *err, size_t errlen);
+void
+ht_teardown(void);
+void
+ht_lock(uint64_t hv);
+void
+ht_unlock(uint64_t hv);
+bool
+ht_trylock(uint64_t hv);
+/* Stripe lock held for all of the following. */
+struct item *
+ht_find(const char *key, size_t nkey, uint64_t hv);
+void
+ht_insert(struct item *it, uint64_t hv);
+void
+ht_remove(struct item *it, uint64_t hv);
+/* Counts linked items; true when the load just passed 1.5 and the table
+ * should grow (the caller wakes the maintenance thread). */
+bool
+ht_count(int delta);
+/* One bounded step of background expansion; true if more remains. */
+bool
+ht_expand_step(void);
+unsigned
+ht_power(void);
+bool
+ht_expanding(void);
+uint64_t
+ht_bytes(void);
+
+/* --- link/unlink (cache.c) ---------------------------------------------- */
+/* Stripe lock held: puts it into the table and its LRU (takes the class lock). */
+void
+item_link(struct item *it, uint64_t hv);
+/* Stripe lock held: removes a linked item from table and LRU and drops the
+ * table's reference (may free it). */
+void
+item_unlink(struct item *it, uint64_t hv);
+/* Stripe and class locks held, item linked and referenced by the table
+ * only: unlinks it and returns its memory to the class. */
+void
+item_reclaim_locked(struct item *it, uint64_t hv);
+
+/* --- stats.c ----------------------------------------------------------- */
+struct stats_block;
+/* This thread's counter block (registered on first use). */
+struct stats_block *
+stats_mine(void);
+void
+stats_add(unsigned clsid, size_t field_offset, uint64_t n);
+#define STAT_INC(clsid, field) \
+    stats_add((clsid), offsetof(struct cache_op_stats, field), 1)
+/* Index used for counters that belong to no class (misses). */
+#define STAT_NOCLASS CLASS_MAX
+void
+stats_sum_class(unsigned clsid, struct cache_op_stats *out);
+void
+stats_setup(void);
+void
+stats_teardown(void);
+
+#endif

@@ -1,0 +1,233 @@
+/* hash: the key -> item table. Chained buckets, power-of-two sized, guarded by
+ * HT_STRIPES striped locks; a key's stripe is its hash's low bits, so while
+ * the table doubles, one stripe covers a key's bucket in both tables. Growth
+ * happens bucket by bucket on the maintenance thread: a reader only ever
+ * waits for one bucket's move, never for the whole table. Only the switch of
+ * table pointers at the start and end of a growth takes every stripe. */
+#include "cache/cache_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One lock per cache line so that neighbouring stripes do not share one. */
+struct stripe {
+    pthread_mutex_t lock;
+    char pad[64 - sizeof(pthread_mutex_t) % 64];
+};
+
+static struct {
+    struct stripe stripes[HT_STRIPES];
+    struct item **primary;          /* all stripes guard the pointers and powers */
+    unsigned power;
+    struct item **old;              /* the smaller table while growing */
+    unsigned old_power;
+    bool expanding;
+    _Atomic uint64_t expand_bucket; /* old buckets below this have moved */
+    _Atomic uint64_t items;
+    _Atomic uint64_t grow_at;       /* item count that asks for growth */
+    _Atomic unsigned power_seen;    /* power and expanding, readable without a lock */
+    _Atomic bool expanding_seen;
+} ht;
+
+static inline uint64_t
+hmask(unsigned power)
+{
+    return (UINT64_C(1) << power) - 1;
+}
+
+static inline pthread_mutex_t *
+stripe_of(uint64_t hv)
+{
+    return &ht.stripes[hv & (HT_STRIPES - 1)].lock;
+}
+
+bool
+ht_setup(unsigned power, char *err, size_t errlen)
+{
+    if (power < HT_POWER_MIN || power > HT_POWER_MAX) {
+        snprintf(err, errlen, "hashpower must be between %d and %d", HT_POWER_MIN, HT_POWER_MAX);
+        return false;
+    }
+    ht.primary = calloc((size_t)1 << power, sizeof(*ht.primary));
+    if (ht.primary == NULL) {
+        snprintf(err, errlen, "cannot allocate a hash table of 2^%u buckets", power);
+        return false;
+    }
+    ht.power = power;
+    ht.old = NULL;
+    ht.expanding = false;
+    atomic_store(&ht.expand_bucket, 0);
+    atomic_store(&ht.items, 0);
+    atomic_store(&ht.grow_at, (UINT64_C(3) << power) / 2);
+    atomic_store(&ht.power_seen, power);
+    atomic_store(&ht.expanding_seen, false);
+    for (unsigned i = 0; i < HT_STRIPES; i++)
+        pthread_mutex_init(&ht.stripes[i].lock, NULL);
+    return true;
+}
+
+void
+ht_teardown(void)
+{
+    free(ht.primary);
+    free(ht.old);
+    ht.primary = ht.old = NULL;
+    for (unsigned i = 0; i < HT_STRIPES; i++)
+        pthread_mutex_destroy(&ht.stripes[i].lock);
+}
+
+void
+ht_lock(uint64_t hv)
+{
+    pthread_mutex_lock(stripe_of(hv));
+}
+
+void
+ht_unlock(uint64_t hv)
+{
+    pthread_mutex_unlock(stripe_of(hv));
+}
+
+bool
+ht_trylock(uint64_t hv)
+{
+    return pthread_mutex_trylock(stripe_of(hv)) == 0;
+}
+
+static void
+lock_all(void)
+{
+    for (unsigned i = 0; i < HT_STRIPES; i++)
+        pthread_mutex_lock(&ht.stripes[i].lock);
+}
+
+static void
+unlock_all(void)
+{
+    for (unsigned i = HT_STRIPES; i-- > 0;)
+        pthread_mutex_unlock(&ht.stripes[i].lock);
+}
+
+/* The bucket holding hv right now; the caller holds hv's stripe, which is
+ * also the stripe the mover holds while it moves that bucket. */
+static struct item **
+bucket_of(uint64_t hv)
+{
+    if (ht.expanding) {
+        uint64_t ob = hv & hmask(ht.old_power);
+        if (ob >= atomic_load_explicit(&ht.expand_bucket, memory_order_acquire))
+            return &ht.old[ob];
+    }
+    return &ht.primary[hv & hmask(ht.power)];
+}
+
+struct item *
+ht_find(const char *key, size_t nkey, uint64_t hv)
+{
+    for (struct item *it = *bucket_of(hv); it != NULL; it = it->h_next)
+        if (it->nkey == nkey && memcmp(it->data, key, nkey) == 0)
+            return it;
+    return NULL;
+}
+
+void
+ht_insert(struct item *it, uint64_t hv)
+{
+    struct item **b = bucket_of(hv);
+    it->h_next = *b;
+    *b = it;
+}
+
+void
+ht_remove(struct item *it, uint64_t hv)
+{
+    for (struct item **pp = bucket_of(hv); *pp != NULL; pp = &(*pp)->h_next) {
+        if (*pp == it) {
+            *pp = it->h_next;
+            it->h_next = NULL;
+            return;
+        }
+    }
+}
+
+bool
+ht_count(int delta)
+{
+    uint64_t n = atomic_fetch_add_explicit(&ht.items, (uint64_t)(int64_t)delta, memory_order_relaxed) + (uint64_t)(int64_t)delta;
+    return delta > 0 && n == atomic_load_explicit(&ht.grow_at, memory_order_relaxed);
+}
+
+/* Buckets moved per step: small enough that one step holds each stripe only
+ * briefly, large enough that a million-bucket table grows in a second. */
+#define EXPAND_BATCH 4096
+
+bool
+ht_expand_step(void)
+{
+    if (!ht.expanding) {
+        /* Only this (maintenance) thread changes ht.power, so reading it here is safe. */
+        if (atomic_load(&ht.items) <= atomic_load(&ht.grow_at) || ht.power >= HT_POWER_MAX)
+            return false;
+        struct item **bigger = calloc((size_t)1 << (ht.power + 1), sizeof(*bigger));
+        if (bigger == NULL)
+            return false; /* try again on a later step */
+        lock_all();
+        ht.old = ht.primary;
+        ht.old_power = ht.power;
+        ht.primary = bigger;
+        ht.power++;
+        atomic_store(&ht.expand_bucket, 0);
+        ht.expanding = true;
+        unlock_all();
+        atomic_store(&ht.expanding_seen, true);
+        atomic_store(&ht.power_seen, ht.power);
+        atomic_store(&ht.grow_at, (UINT64_C(3) << ht.power) / 2);
+    }
+    uint64_t old_size = UINT64_C(1) << ht.old_power;
+    for (unsigned n = 0; n < EXPAND_BATCH; n++) {
+        uint64_t b = atomic_load(&ht.expand_bucket);
+        if (b == old_size) {
+            lock_all();
+            free(ht.old);
+            ht.old = NULL;
+            ht.expanding = false;
+            unlock_all();
+            atomic_store(&ht.expanding_seen, false);
+            return atomic_load(&ht.items) > atomic_load(&ht.grow_at);
+        }
+        pthread_mutex_t *lock = stripe_of(b);
+        pthread_mutex_lock(lock);
+        struct item *it = ht.old[b];
+        while (it != NULL) {
+            struct item *next = it->h_next;
+            uint64_t hv = item_hash_key(it->data, it->nkey);
+            struct item **nb = &ht.primary[hv & hmask(ht.power)];
+            it->h_next = *nb;
+            *nb = it;
+            it = next;
+        }
+        ht.old[b] = NULL;
+        atomic_store_explicit(&ht.expand_bucket, b + 1, memory_order_release);
+        pthread_mutex_unlock(lock);
+    }
+    return true;
+}
+
+unsigned
+ht_power(void)
+{
+    return atomic_load(&ht.power_seen);
+}
+
+bool
+ht_expanding(void)
+{
+    return atomic_load(&ht.expanding_seen);
+}
+
+uint64_t
+ht_bytes(void)
+{
+    return (UINT64_C(1) << ht_power()) * sizeof(struct item *);
+}

@@ -1,0 +1,169 @@
+/* lru: per-class segmented LRU. New items enter HOT; at HOT's tail an item
+ * read twice (ACTIVE) goes to WARM, the rest to COLD; WARM keeps what keeps
+ * being read; eviction takes COLD's tail. A scan that reads each key once
+ * therefore passes through HOT and COLD without touching WARM's working set.
+ * Readers never take the class lock: they only set bits, which the moves
+ * here act on later. Every function runs with the class lock held. */
+#include "cache/cache_internal.h"
+#include "src/clock.h"
+
+#define HOT_PCT 20
+#define WARM_PCT 40
+/* Bounds on work per call, so one store never walks a whole list. */
+#define BALANCE_MOVES 8
+#define RECLAIM_TRIES 64
+
+static void
+list_unlink(struct slab_class *cls, struct item *it)
+{
+    struct lru_list *l = &cls->lru[item_seg(it)];
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        l->head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        l->tail = it->prev;
+    it->prev = it->next = NULL;
+    l->count--;
+}
+
+static void
+list_push(struct slab_class *cls, struct item *it, enum lru_seg seg)
+{
+    struct lru_list *l = &cls->lru[seg];
+    item_set_seg(it, seg);
+    it->prev = NULL;
+    it->next = l->head;
+    if (l->head)
+        l->head->prev = it;
+    l->head = it;
+    if (l->tail == NULL)
+        l->tail = it;
+    l->count++;
+}
+
+static void
+move_to(struct slab_class *cls, struct item *it, enum lru_seg seg)
+{
+    list_unlink(cls, it);
+    list_push(cls, it, seg);
+}
+
+void
+lru_insert_locked(struct item *it)
+{
+    struct slab_class *cls = &cache.classes[it->clsid];
+    list_push(cls, it, LRU_HOT);
+    cls->linked++;
+    cls->bytes += item_size(it);
+}
+
+void
+lru_remove_locked(struct item *it)
+{
+    struct slab_class *cls = &cache.classes[it->clsid];
+    list_unlink(cls, it);
+    cls->linked--;
+    cls->bytes -= item_size(it);
+}
+
+void
+lru_balance_locked(unsigned id)
+{
+    struct slab_class *cls = &cache.classes[id];
+    uint64_t hot_max = cls->linked * HOT_PCT / 100;
+    uint64_t warm_max = cls->linked * WARM_PCT / 100;
+    for (unsigned n = 0; n < BALANCE_MOVES && cls->lru[LRU_HOT].count > hot_max; n++) {
+        struct item *it = cls->lru[LRU_HOT].tail;
+        if (item_has(it, ITEM_ACTIVE)) {
+            item_clear_bits(it, ITEM_ACTIVE);
+            move_to(cls, it, LRU_WARM);
+            STAT_INC(id, moves_to_warm);
+        } else {
+            move_to(cls, it, LRU_COLD);
+            STAT_INC(id, moves_to_cold);
+        }
+    }
+    for (unsigned n = 0; n < BALANCE_MOVES && cls->lru[LRU_WARM].count > warm_max; n++) {
+        struct item *it = cls->lru[LRU_WARM].tail;
+        if (item_has(it, ITEM_ACTIVE)) {
+            item_clear_bits(it, ITEM_ACTIVE);
+            move_to(cls, it, LRU_WARM);
+            STAT_INC(id, moves_within_lru);
+        } else {
+            move_to(cls, it, LRU_COLD);
+            STAT_INC(id, moves_to_cold);
+        }
+    }
+}
+
+/* Looks at up to *budget items from seg's tail; frees the first dead one,
+ * or with evict the first idle unreferenced one. ACTIVE items in COLD are
+ * rescued to WARM instead, outside the budget: each rescue spends an ACTIVE
+ * bit that a read set, so the work stays proportional to reads. */
+static bool
+reclaim_from(unsigned id, enum lru_seg seg, bool evict, unsigned *budget)
+{
+    struct slab_class *cls = &cache.classes[id];
+    uint32_t now = clock_now();
+    struct item *it = cls->lru[seg].tail;
+    while (it != NULL && *budget > 0) {
+        struct item *prev = it->prev;
+        uint64_t hv = item_hash_key(it->data, it->nkey);
+        /* Class lock held: the stripe may only be tried (lock order). */
+        if (!ht_trylock(hv)) {
+            (*budget)--;
+            it = prev;
+            continue;
+        }
+        bool idle = atomic_load(&it->refcount) == 1;
+        enum item_death death = item_death(it, now);
+        if (idle && death != ITEM_ALIVE) {
+            STAT_INC(id, reclaimed);
+            if (!item_has(it, ITEM_FETCHED) && death == ITEM_EXPIRED)
+                STAT_INC(id, expired_unfetched);
+            item_reclaim_locked(it, hv);
+            ht_unlock(hv);
+            return true;
+        }
+        if (idle && evict) {
+            if (seg == LRU_COLD && item_has(it, ITEM_ACTIVE)) {
+                item_clear_bits(it, ITEM_ACTIVE);
+                move_to(cls, it, LRU_WARM);
+                STAT_INC(id, moves_to_warm);
+                ht_unlock(hv);
+                it = prev;
+                continue;
+            } else {
+                STAT_INC(id, evictions);
+                if (!item_has(it, ITEM_FETCHED))
+                    STAT_INC(id, evicted_unfetched);
+                if (item_has(it, ITEM_ACTIVE))
+                    STAT_INC(id, evicted_active);
+                item_reclaim_locked(it, hv);
+                ht_unlock(hv);
+                return true;
+            }
+        }
+        ht_unlock(hv);
+        (*budget)--;
+        it = prev;
+    }
+    return false;
+}
+
+bool
+lru_reclaim_locked(unsigned id)
+{
+    bool evict = cache.opts.evict;
+    unsigned budget = RECLAIM_TRIES;
+    lru_balance_locked(id);
+    /* COLD first; HOT and WARM only when COLD has nothing to give. */
+    static const enum lru_seg order[] = { LRU_COLD, LRU_HOT, LRU_WARM };
+    for (unsigned i = 0; i < 3; i++)
+        if (reclaim_from(id, order[i], evict, &budget))
+            return true;
+    return false;
+}

@@ -1,0 +1,199 @@
+/* stats: the cache's operation counters. Each thread counts into a block of
+ * its own (one writer, relaxed atomics: a plain add on x86, no shared cache
+ * line on the GET path); readers sum every block on demand. A reset records
+ * a baseline to subtract, so it never races with the writers. */
+#include "cache/cache_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NFIELDS (sizeof(struct cache_op_stats) / sizeof(uint64_t))
+#define NROWS (CLASS_MAX + 1) /* every class, then STAT_NOCLASS */
+
+struct stats_block {
+    struct stats_block *next;
+    _Atomic uint64_t c[NROWS][NFIELDS];
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct stats_block *blocks;
+static uint64_t baseline[NROWS][NFIELDS];
+static _Thread_local struct stats_block *mine;
+static _Thread_local unsigned mine_gen;
+
+void
+stats_setup(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    memset(baseline, 0, sizeof(baseline));
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void
+stats_teardown(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    while (blocks != NULL) {
+        struct stats_block *next = blocks->next;
+        free(blocks);
+        blocks = next;
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+struct stats_block *
+stats_mine(void)
+{
+    unsigned gen = atomic_load_explicit(&cache.generation, memory_order_relaxed);
+    if (mine != NULL && mine_gen == gen)
+        return mine;
+    struct stats_block *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    pthread_mutex_lock(&reg_lock);
+    b->next = blocks;
+    blocks = b;
+    pthread_mutex_unlock(&reg_lock);
+    mine = b;
+    mine_gen = gen;
+    return b;
+}
+
+void
+stats_add(unsigned clsid, size_t field_offset, uint64_t n)
+{
+    struct stats_block *b = stats_mine();
+    if (b == NULL)
+        return; /* out of memory for a counter block: lose the count, not the operation */
+    _Atomic uint64_t *c = &b->c[clsid][field_offset / sizeof(uint64_t)];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+static void
+sum_row(unsigned row, uint64_t *out)
+{
+    memset(out, 0, NFIELDS * sizeof(uint64_t));
+    for (struct stats_block *b = blocks; b != NULL; b = b->next)
+        for (size_t f = 0; f < NFIELDS; f++)
+            out[f] += atomic_load_explicit(&b->c[row][f], memory_order_relaxed);
+}
+
+void
+stats_sum_class(unsigned clsid, struct cache_op_stats *out)
+{
+    uint64_t v[NFIELDS];
+    pthread_mutex_lock(&reg_lock);
+    sum_row(clsid, v);
+    for (size_t f = 0; f < NFIELDS; f++)
+        v[f] -= baseline[clsid][f];
+    pthread_mutex_unlock(&reg_lock);
+    memcpy(out, v, sizeof(*out));
+}
+
+void
+cache_stats_reset(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (unsigned r = 0; r < NROWS; r++)
+        sum_row(r, baseline[r]);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void
+add_ops(struct cache_op_stats *acc, const struct cache_op_stats *s)
+{
+    uint64_t *a = (uint64_t *)acc;
+    const uint64_t *b = (const uint64_t *)s;
+    for (size_t f = 0; f < NFIELDS; f++)
+        a[f] += b[f];
+}
+
+void
+cache_stats_get(struct cache_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct cache_op_stats s;
+    for (unsigned c = 0; c < cache.nclasses; c++) {
+        stats_sum_class(c, &s);
+        add_ops(&out->ops, &s);
+        struct slab_class *cls = &cache.classes[c];
+        pthread_mutex_lock(&cls->lock);
+        out->curr_items += cls->linked;
+        out->bytes += cls->bytes;
+        if (cls->npages > 0 || cls->large_pages > 0)
+            out->total_classes++;
+        pthread_mutex_unlock(&cls->lock);
+    }
+    stats_sum_class(STAT_NOCLASS, &s);
+    add_ops(&out->ops, &s);
+    out->limit_maxbytes = cache.opts.mem_limit;
+    out->total_malloced = atomic_load(&cache.pages_used) * cache.opts.page_size;
+    out->hash_bytes = ht_bytes();
+    out->hash_power_level = ht_power();
+    out->hash_is_expanding = ht_expanding();
+    out->malloc_fails = atomic_load(&cache.malloc_fails);
+    /* Pages return to a global pool only through slab rebalancing, which
+     * this cache does not do yet: memcached reports 0 then too. */
+    out->slab_global_page_pool = 0;
+}
+
+unsigned
+cache_class_count(void)
+{
+    return cache.nclasses;
+}
+
+void
+cache_class_stats_get(unsigned index, struct cache_class_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (index >= cache.nclasses)
+        return;
+    struct slab_class *cls = &cache.classes[index];
+    out->id = index + 1;
+    pthread_mutex_lock(&cls->lock);
+    out->chunk_size = cls->large ? cache.opts.slab_chunk_max : cls->size;
+    out->chunks_per_page = cls->large ? 1 : cls->perslab;
+    if (cls->large) {
+        out->total_pages = cls->large_pages;
+        out->total_chunks = cls->linked;
+        out->used_chunks = cls->linked;
+    } else {
+        out->total_pages = cls->npages;
+        out->total_chunks = cls->npages * cls->perslab;
+        out->free_chunks = cls->free_count;
+        out->free_chunks_end = cls->npages ? cls->perslab - cls->cur_carved : 0;
+        out->used_chunks = out->total_chunks - out->free_chunks - out->free_chunks_end;
+    }
+    out->mem_requested = cls->bytes;
+    out->number = cls->linked;
+    out->number_hot = cls->lru[LRU_HOT].count;
+    out->number_warm = cls->lru[LRU_WARM].count;
+    out->number_cold = cls->lru[LRU_COLD].count;
+    pthread_mutex_unlock(&cls->lock);
+    stats_sum_class(index, &out->ops);
+}
+
+void
+cache_sizes_foreach(cache_size_fn fn, void *arg)
+{
+    /* One bucket per 32 bytes up to item_max; sizes above land in the last. */
+    size_t nb = cache.opts.item_max / 32 + 2;
+    uint64_t *hist = calloc(nb, sizeof(*hist));
+    if (hist == NULL)
+        return;
+    for (unsigned c = 0; c < cache.nclasses; c++) {
+        struct slab_class *cls = &cache.classes[c];
+        pthread_mutex_lock(&cls->lock);
+        for (unsigned seg = 0; seg < LRU_SEGS; seg++)
+            for (struct item *it = cls->lru[seg].head; it != NULL; it = it->next) {
+                size_t b = (item_size(it) + 31) / 32;
+                hist[b < nb ? b : nb - 1]++;
+            }
+        pthread_mutex_unlock(&cls->lock);
+    }
+    for (size_t b = 0; b < nb; b++)
+        if (hist[b])
+            fn((uint32_t)(b * 32), hist[b], arg);
+    free(hist);
+}

@@ -1,0 +1,113 @@
+/* Tests for cache/hash.c: lookups, and growth that readers never notice. */
+#include "cache_fixture.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+TestSuite(hash, .init = fx_start_default, .fini = fx_stop, .timeout = 30);
+
+#define NKEYS 20000
+
+static atomic_bool done;
+static atomic_uint misses;
+static atomic_uint reads;
+
+static void *
+reader(void *arg)
+{
+    unsigned inserted = *(unsigned *)arg;
+    unsigned i = 0;
+    while (!atomic_load(&done) && i < 5000000) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i % inserted);
+        struct item *it = cache_get(key, strlen(key));
+        if (it == NULL)
+            atomic_fetch_add(&misses, 1);
+        cache_release(&it);
+        atomic_fetch_add(&reads, 1);
+        i++;
+    }
+    return NULL;
+}
+
+Test(hash, table_grows_while_readers_keep_hitting)
+{
+    struct cache_stats st;
+    cache_stats_get(&st);
+    cr_assert_eq(st.hash_power_level, 10);
+    for (unsigned i = 0; i < NKEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i);
+        cr_assert_eq(fx_set(key, "v"), CACHE_OK);
+    }
+    unsigned inserted = NKEYS;
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, reader, &inserted);
+    bool saw_expanding = false;
+    for (unsigned steps = 0; steps < 10000; steps++) {
+        bool more = cache_maintain();
+        cache_stats_get(&st);
+        saw_expanding |= st.hash_is_expanding;
+        if (!more)
+            break;
+    }
+    atomic_store(&done, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    cache_stats_get(&st);
+    cr_expect(saw_expanding, "growth should have been observable");
+    cr_expect_geq(st.hash_power_level, 14, "20000 items need 2^14 buckets at load 1.5");
+    cr_expect_not(st.hash_is_expanding);
+    cr_expect_eq(atomic_load(&misses), 0, "%u misses in %u reads", atomic_load(&misses), atomic_load(&reads));
+    for (unsigned i = 0; i < NKEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i);
+        cr_assert(fx_has(key), "%s lost in growth", key);
+    }
+    fx_verify();
+}
+
+Test(hash, keys_that_share_a_prefix_are_distinct)
+{
+    fx_set("a", "1");
+    fx_set("ab", "2");
+    fx_set("abc", "3");
+    fx_expect("a", "1");
+    fx_expect("ab", "2");
+    fx_expect("abc", "3");
+    cache_delete("ab", 2);
+    fx_expect("a", "1");
+    fx_expect("ab", NULL);
+    fx_expect("abc", "3");
+}
+
+Test(hash, writes_during_growth_land_in_the_right_table)
+{
+    for (unsigned i = 0; i < NKEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i);
+        fx_set(key, "v");
+    }
+    /* Interleave growth steps with overwrites and deletes. */
+    for (unsigned round = 0; round < 200; round++) {
+        cache_maintain();
+        for (unsigned j = 0; j < 100; j++) {
+            unsigned i = (round * 100 + j) % NKEYS;
+            char key[32];
+            snprintf(key, sizeof(key), "key:%u", i);
+            if (i % 2)
+                cr_assert_eq(fx_set(key, "w"), CACHE_OK);
+            else
+                cache_delete(key, strlen(key));
+        }
+    }
+    while (cache_maintain())
+        ;
+    for (unsigned i = 0; i < NKEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i);
+        fx_expect(key, i % 2 ? "w" : NULL);
+    }
+    fx_verify();
+}

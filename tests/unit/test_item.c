@@ -1,0 +1,118 @@
+/* Tests for cache/item.c: expiry as memcached defines it, value hashes, the
+ * item's layout as the front end sees it. */
+#include "cache_fixture.h"
+
+#include <time.h>
+
+TestSuite(item, .init = fx_start_default, .fini = fx_stop, .timeout = 10);
+
+Test(item, exptime_zero_never_expires)
+{
+    cr_assert_eq(fx_set_ttl("k", "v", 0), CACHE_OK);
+    fx_advance(10u * 365 * 24 * 3600);
+    fx_expect("k", "v");
+}
+
+Test(item, exptime_one_lives_until_the_next_second)
+{
+    cr_assert_eq(fx_set_ttl("k", "v", 1), CACHE_OK);
+    fx_expect("k", "v");
+    fx_advance(1);
+    fx_expect("k", NULL);
+}
+
+Test(item, thirty_days_is_still_relative)
+{
+    cr_assert_eq(fx_set_ttl("k", "v", 2592000), CACHE_OK);
+    fx_advance(2592000 - 1);
+    fx_expect("k", "v");
+    fx_advance(1);
+    fx_expect("k", NULL);
+}
+
+Test(item, past_thirty_days_is_an_absolute_time_in_the_past)
+{
+    /* 2592001 read as a unix time is in January 1970. */
+    cr_assert_eq(fx_set_ttl("k", "v", 2592001), CACHE_OK);
+    fx_expect("k", NULL);
+}
+
+Test(item, negative_exptime_is_already_expired)
+{
+    cr_assert_eq(fx_set_ttl("k", "v", -1), CACHE_OK);
+    fx_expect("k", NULL);
+}
+
+Test(item, absolute_time_in_the_past_is_expired)
+{
+    cr_assert_eq(fx_set_ttl("k", "v", (int64_t)time(NULL) - 100), CACHE_OK);
+    fx_expect("k", NULL);
+}
+
+Test(item, absolute_time_in_the_future_counts_down)
+{
+    cr_assert_eq(fx_set_ttl("k", "v", (int64_t)time(NULL) + 100), CACHE_OK);
+    fx_advance(90);
+    fx_expect("k", "v");
+    fx_advance(20);
+    fx_expect("k", NULL);
+}
+
+Test(item, exptime_reads_back_as_unix_time)
+{
+    cr_assert_eq(fx_set_ttl("k", "v", 100), CACHE_OK);
+    struct item *it = cache_get("k", 1);
+    cr_assert_not_null(it);
+    int64_t when = item_exptime_unix(it);
+    int64_t want = (int64_t)time(NULL) + 100;
+    cr_expect(when >= want - 2 && when <= want + 2, "exptime %lld, expected about %lld",
+              (long long)when, (long long)want);
+    cache_release(&it);
+}
+
+Test(item, layout_holds_key_then_value_with_crlf)
+{
+    cr_assert_eq(fx_store("key", "a\0b\r\nc", 6, 42, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    struct item *it = cache_get("key", 3);
+    cr_assert_not_null(it);
+    cr_expect_eq(item_nkey(it), 3);
+    cr_expect_eq(memcmp(item_key(it), "key", 3), 0);
+    cr_expect_eq(item_nbytes(it), 8);
+    cr_expect_eq(memcmp(item_value(it), "a\0b\r\nc\r\n", 8), 0);
+    cr_expect_eq(item_flags(it), 42);
+    cache_release(&it);
+}
+
+Test(item, value_hash_depends_on_bytes_and_flags)
+{
+    uint64_t a = cache_value_hash("abc", 3, 0);
+    cr_expect_eq(a, cache_value_hash("abc", 3, 0));
+    cr_expect_neq(a, cache_value_hash("abd", 3, 0));
+    cr_expect_neq(a, cache_value_hash("abc", 3, 1));
+    cr_assert_eq(fx_store("k", "abc", 3, 0, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    struct item *it = cache_get("k", 1);
+    cr_assert_not_null(it);
+    cr_expect_eq(item_value_hash(it), a);
+    cache_release(&it);
+}
+
+static void
+start_with_max_ttl(void)
+{
+    struct cache_options o = fx_options(8);
+    o.max_ttl = 60;
+    fx_start(&o);
+}
+
+Test(item_max_ttl, caps_never_and_long_expiry, .init = start_with_max_ttl, .fini = fx_stop, .timeout = 10)
+{
+    cr_assert_eq(fx_set_ttl("never", "v", 0), CACHE_OK);
+    cr_assert_eq(fx_set_ttl("long", "v", 3600), CACHE_OK);
+    cr_assert_eq(fx_set_ttl("short", "v", 10), CACHE_OK);
+    fx_advance(11);
+    fx_expect("short", NULL);
+    fx_expect("never", "v");
+    fx_advance(50);
+    fx_expect("never", NULL);
+    fx_expect("long", NULL);
+}

@@ -1,0 +1,122 @@
+/* Tests for cache/lru.c: eviction order, scan resistance, referenced items. */
+#include "cache_fixture.h"
+
+static void
+start_small(void)
+{
+    struct cache_options o = fx_options(1);
+    fx_start(&o);
+}
+
+TestSuite(lru, .init = start_small, .fini = fx_stop, .timeout = 20);
+
+static char value[100];
+
+static void
+put(const char *prefix, unsigned i)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "%s:%u", prefix, i);
+    memset(value, 'v', sizeof(value));
+    enum cache_result r = fx_store(key, value, sizeof(value), 0, 0, CACHE_SET, 0, NULL);
+    cr_assert_eq(r, CACHE_OK, "%s: %s", key, cache_result_name(r));
+}
+
+static bool
+has(const char *prefix, unsigned i)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "%s:%u", prefix, i);
+    return fx_has(key);
+}
+
+/* One 1 MiB page of 192-byte chunks holds 5461 items. */
+#define CAPACITY 5461
+
+Test(lru, unread_items_are_evicted_oldest_first)
+{
+    for (unsigned i = 0; i < CAPACITY * 2; i++)
+        put("k", i);
+    unsigned first_present = CAPACITY * 2;
+    for (unsigned i = 0; i < CAPACITY * 2; i++)
+        if (has("k", i)) {
+            first_present = i;
+            break;
+        }
+    for (unsigned i = first_present; i < CAPACITY * 2; i++)
+        cr_assert(has("k", i), "k:%u evicted while older k:%u survives", i, first_present);
+    cr_expect_geq(first_present, CAPACITY - 100);
+    fx_verify();
+}
+
+Test(lru, a_scan_does_not_flush_the_working_set)
+{
+    const unsigned working = CAPACITY / 4;
+    for (unsigned i = 0; i < working; i++)
+        put("hot", i);
+    for (unsigned pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < working; i++)
+            cr_assert(has("hot", i));
+    /* A scan three times the cache's size, each key written once, while the
+     * application keeps reading its working set. */
+    for (unsigned i = 0; i < CAPACITY * 3; i++) {
+        put("scan", i);
+        if (i % 4 == 0)
+            (void)has("hot", (i / 4) % working);
+    }
+    unsigned kept = 0;
+    for (unsigned i = 0; i < working; i++)
+        kept += has("hot", i);
+    cr_expect_geq(kept, working * 9 / 10, "only %u of %u working-set keys survived", kept, working);
+    struct cache_stats st;
+    cache_stats_get(&st);
+    cr_expect_gt(st.ops.moves_to_warm, 0);
+    cr_expect_gt(st.ops.evictions, 0);
+    fx_verify();
+}
+
+Test(lru, without_reads_a_scan_does_evict_everything_old)
+{
+    for (unsigned i = 0; i < CAPACITY / 4; i++)
+        put("cold", i);
+    for (unsigned i = 0; i < CAPACITY * 3; i++)
+        put("scan", i);
+    unsigned kept = 0;
+    for (unsigned i = 0; i < CAPACITY / 4; i++)
+        kept += has("cold", i);
+    cr_expect_eq(kept, 0);
+}
+
+Test(lru, referenced_items_are_not_evicted_under_a_reader)
+{
+    put("pinned", 0);
+    struct item *it = cache_get("pinned:0", 8);
+    cr_assert_not_null(it);
+    for (unsigned i = 0; i < CAPACITY * 2; i++)
+        put("k", i);
+    /* Still referenced: the bytes are intact and the item still linked. */
+    cr_expect_eq(item_nbytes(it), sizeof(value) + 2);
+    cr_expect_eq(memcmp(item_value(it), value, sizeof(value)), 0);
+    cache_release(&it);
+    struct cache_stats st;
+    cache_stats_get(&st);
+    cr_expect_gt(st.ops.evictions, 0);
+    fx_verify();
+}
+
+Test(lru, segment_counts_add_up)
+{
+    for (unsigned i = 0; i < CAPACITY; i++) {
+        put("k", i);
+        if (i % 3 == 0) {
+            (void)has("k", i);
+            (void)has("k", i);
+        }
+    }
+    struct cache_class_stats cs;
+    cache_class_stats_get(3, &cs);
+    cr_expect_eq(cs.number, cs.number_hot + cs.number_warm + cs.number_cold);
+    cr_expect_gt(cs.number_cold, 0);
+    cr_expect_leq(cs.number_hot, cs.number * 20 / 100 + 1);
+    fx_verify();
+}
