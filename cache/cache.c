@@ -269,7 +269,7 @@ join_values(struct item **out, struct item *old, struct item *add, bool append)
     uint64_t nbytes = (uint64_t)old->nbytes + add->nbytes - 2;
     enum cache_result r = alloc_item(out, old->data, old->nkey, old->flags, old->exptime, nbytes);
     if (r != CACHE_OK)
-        return r == CACHE_BAD_KEY ? CACHE_NOT_STORED : r;
+        return r;
     char *dst = item_value(*out);
     const struct item *first = append ? old : add;
     const struct item *second = append ? add : old;
@@ -321,8 +321,11 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
             r = CACHE_NOT_STORED;
             break;
         }
-        r = join_values(&joined, old, it, op == CACHE_APPEND);
-        if (r == CACHE_OK) {
+        /* memcached answers NOT_STORED when the joined item cannot be made,
+         * too large or out of memory alike. */
+        if (join_values(&joined, old, it, op == CACHE_APPEND) != CACHE_OK) {
+            r = CACHE_NOT_STORED;
+        } else {
             replace_linked(old, joined, hv);
             stored = joined;
         }
@@ -331,7 +334,8 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
         if (old == NULL) {
             STAT_INC(STAT_NOCLASS, cas_misses);
             r = CACHE_MISS;
-        } else if ((item_meta(old) & META_CAS_MASK) != cas_in) {
+        } else if (!cache.opts.use_cas || (item_meta(old) & META_CAS_MASK) != cas_in) {
+            /* With CAS off (-C) no unique can match, as in memcached. */
             STAT_INC(old->clsid, cas_badval);
             r = CACHE_EXISTS;
         } else {

@@ -56,9 +56,11 @@ enum cache_store_op {
     CACHE_SET,
     CACHE_ADD,      /* only if absent: else CACHE_NOT_STORED */
     CACHE_REPLACE,  /* only if present: else CACHE_NOT_STORED */
-    CACHE_APPEND,   /* value joins the end of the stored one; keeps its flags */
+    CACHE_APPEND,   /* value joins the end of the stored one; keeps its flags.
+                     * NOT_STORED if absent or the joined item can't be made */
     CACHE_PREPEND,
-    CACHE_CAS,      /* only if the stored CAS matches: else EXISTS / MISS */
+    CACHE_CAS,      /* only if the stored CAS matches: else EXISTS / MISS
+                     * (always EXISTS with use_cas off, as memcached -C) */
 };
 
 struct cache_options {

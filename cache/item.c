@@ -138,7 +138,8 @@ cache_flush(int64_t delay)
     uint32_t at = delay > 0 ? item_realtime(delay) - 1 : now;
     if (at <= now) {
         atomic_store(&cache.flush_at, 0);
-        uint64_t mark = atomic_load(&cache.next_cas);
+        /* memcached spends one CAS id on the mark; clients see the gap. */
+        uint64_t mark = atomic_fetch_add(&cache.next_cas, 1);
         atomic_store(&cache.oldest_cas, mark);
     } else {
         atomic_store(&cache.flush_at, at);

@@ -140,6 +140,47 @@ Test(cache, cas_checks_the_unique)
     cr_expect_eq(fx_store("k", "d", 1, 0, 0, CACHE_CAS, cas, NULL), CACHE_EXISTS);
 }
 
+Test(cache, append_past_the_item_limit_is_not_stored)
+{
+    size_t vlen = (1u << 20) - 1000;
+    char *v = malloc(vlen);
+    memset(v, 'v', vlen);
+    cr_assert_eq(fx_store("k", v, vlen, 0, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    cr_expect_eq(fx_store("k", v, 1000, 0, 0, CACHE_APPEND, 0, NULL), CACHE_NOT_STORED);
+    struct item *it = cache_get("k", 1);
+    cr_assert_not_null(it);
+    cr_expect_eq(item_nbytes(it), vlen + 2, "the old value stays");
+    cache_release(&it);
+    free(v);
+}
+
+Test(cache, flush_spends_one_cas_id_like_memcached)
+{
+    uint64_t a = 0, b = 0;
+    fx_store("k", "v", 1, 0, 0, CACHE_SET, 0, &a);
+    cache_flush(0);
+    fx_store("k", "v", 1, 0, 0, CACHE_SET, 0, &b);
+    cr_expect_eq(b, a + 2);
+}
+
+static void
+start_without_cas(void)
+{
+    struct cache_options o = fx_options(8);
+    o.use_cas = false;
+    fx_start(&o);
+}
+
+Test(cache_no_cas, cas_never_matches_and_uniques_read_zero, .init = start_without_cas, .fini = fx_stop, .timeout = 10)
+{
+    uint64_t cas = 99;
+    cr_assert_eq(fx_store("k", "a", 1, 0, 0, CACHE_SET, 0, &cas), CACHE_OK);
+    cr_expect_eq(cas, 0);
+    cr_expect_eq(fx_store("k", "b", 1, 0, 0, CACHE_CAS, 0, NULL), CACHE_EXISTS);
+    cr_expect_eq(fx_store("nope", "b", 1, 0, 0, CACHE_CAS, 0, NULL), CACHE_MISS);
+    fx_expect("k", "a");
+}
+
 Test(cache, gets_reports_the_stored_cas)
 {
     uint64_t cas = 0;
