@@ -1,0 +1,366 @@
+# Cases that a byte script cannot say: start-up flag checks, memory limits
+# (-M and eviction), -c, -R, idle timeout, unix socket, daemon mode, signals
+# and the shape of the stats sub-commands. Expectations are what memcached
+# 1.6.18 does; where its exact numbers are an accident of its slab layout
+# (how many items fit in -m 2) the case checks the rule, not the count.
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import fixture
+from fixture import recv_until
+from scripted import escape
+
+
+def expect_eq(what, got, want):
+    if got != want:
+        if isinstance(got, bytes) and isinstance(want, bytes):
+            raise AssertionError("%s: expected %s got %s" % (what, escape(want, 200), escape(got, 200)))
+        raise AssertionError("%s: expected %.200r got %.200r" % (what, want, got))
+
+
+# ---------------------------------------------------------------- start-up
+
+BAD_FLAGS = [
+    ("conn_limit_zero", ["-c", "0"]),
+    ("threads_zero", ["-t", "0"]),
+    ("item_size_below_1k", ["-I", "1000"]),
+    ("item_size_over_half_memory", ["-m", "2", "-I", "2m"]),
+    ("port_out_of_range", ["-p", "70000"]),
+    ("growth_factor_below_1", ["-f", "0.5"]),
+    ("min_chunk_zero", ["-n", "0"]),
+    ("reqs_per_event_zero", ["-R", "0"]),
+    ("unknown_protocol", ["-B", "foo"]),
+    ("unknown_extended_option", ["-o", "bogus"]),
+]
+
+
+def refuses(binary, flags):
+    argv = [binary, "-U", "0", "-l", fixture.HOST, "-p", str(fixture.free_port())] + flags
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running after 5s; expected a refusal")
+    out = (p.stderr + p.stdout).decode("utf-8", "replace").strip()
+    if p.returncode == 0:
+        raise AssertionError("exit 0; expected non-zero")
+    if p.returncode < 0:
+        raise AssertionError("killed by signal %d: %s" % (-p.returncode, out[-300:]))
+    if not out:
+        raise AssertionError("exit %d with no message" % p.returncode)
+
+
+def prints_and_exits(binary, flag, needle):
+    p = subprocess.run([binary, flag], stdin=subprocess.DEVNULL, capture_output=True, timeout=5)
+    expect_eq("%s exit code" % flag, p.returncode, 0)
+    out = p.stdout.decode("utf-8", "replace")
+    if not out.strip() or needle not in out:
+        raise AssertionError("%s output lacks %r: %r" % (flag, needle, p.stdout[:200]))
+
+
+def accepts_flags(binary, kind):
+    flags = ["-M", "-C", "-R", "5", "-B", "ascii", "-f", "1.5", "-n", "64", "-c", "100", "-v",
+             "-o", "idle_timeout=10,hashpower=20,no_lru_crawler,no_lru_maintainer"]
+    with fixture.Server(binary, flags, name=kind) as srv:
+        st = dict(srv.stats(b"settings"))
+        for k, v in [("maxconns", "100"), ("growth_factor", "1.50"), ("chunk_size", "64"),
+                     ("cas_enabled", "no"), ("evictions", "off"), ("reqs_per_event", "5"),
+                     ("idle_timeout", "10"), ("num_threads", "2")]:
+            expect_eq("stats settings %s" % k, st.get(k), v)
+
+
+def run_startup(rep, ctx):
+    b = ctx["binary"]
+    for name, flags in BAD_FLAGS:
+        rep.case("startup/refuses_%s" % name, refuses, b, flags)
+    # the version string itself is the one thing allowed to differ
+    rep.case("startup/version_flag", prints_and_exits, b, "-V", "")
+    rep.case("startup/help_flag", prints_and_exits, b, "-h", "-p")
+    rep.case("startup/accepts_common_flags", accepts_flags, b, ctx["kind"])
+
+
+# ---------------------------------------------------------------- behaviour
+
+def set_cmd(key, n, fill=b"v"):
+    return b"set %s 0 0 %d\r\n" % (key, n) + fill * n + b"\r\n"
+
+
+def out_of_memory_with_M(binary, kind):
+    with fixture.Server(binary, ["-M", "-m", "2"], name=kind) as srv, srv.connect() as c:
+        failed_at = None
+        for i in range(60):
+            c.sendall(set_cmd(b"k%d" % i, 100000))
+            r = recv_until(c, b"\r\n", 5)
+            if r == b"SERVER_ERROR out of memory storing object\r\n":
+                failed_at = i
+                break
+            expect_eq("set k%d" % i, r, b"STORED\r\n")
+        if failed_at is None:
+            raise AssertionError("60 sets of 100 kB in -m 2 -M all stored")
+        if failed_at < 5:
+            raise AssertionError("out of memory after only %d items" % failed_at)
+        # the first key is still there: -M never evicts
+        c.sendall(b"get k0\r\n")
+        r = recv_until(c, b"END\r\n", 5)
+        expect_eq("get k0 after OOM", r[:20], b"VALUE k0 0 100000\r\n" + b"v")
+        # a failed set of an existing key removes its old value (no stale data)
+        c.sendall(set_cmd(b"k0", 100000, b"w"))
+        expect_eq("overwrite k0 when full", recv_until(c, b"\r\n", 5),
+                  b"SERVER_ERROR out of memory storing object\r\n")
+        c.sendall(b"get k0\r\n")
+        expect_eq("get k0 after failed overwrite", recv_until(c, b"END\r\n", 5), b"END\r\n")
+        st = dict(fixture.stats_on(c))
+        expect_eq("evictions", st.get("evictions"), "0")
+        if int(st.get("store_no_memory", 0)) < 1:
+            raise AssertionError("store_no_memory %s, expected >= 2" % st.get("store_no_memory"))
+
+
+def evicts_without_M(binary, kind):
+    with fixture.Server(binary, ["-m", "2"], name=kind) as srv, srv.connect() as c:
+        for i in range(60):
+            c.sendall(set_cmd(b"k%d" % i, 100000))
+            expect_eq("set k%d" % i, recv_until(c, b"\r\n", 5), b"STORED\r\n")
+        c.sendall(b"get k59\r\n")
+        r = recv_until(c, b"END\r\n", 5)
+        expect_eq("newest key", r[:20], b"VALUE k59 0 100000\r\n")
+        c.sendall(b"get k0\r\n")
+        expect_eq("oldest key evicted", recv_until(c, b"END\r\n", 5), b"END\r\n")
+        st = dict(fixture.stats_on(c))
+        if int(st["evictions"]) < 30:
+            raise AssertionError("evictions %s, expected >= 30" % st["evictions"])
+        if int(st["curr_items"]) > 30:
+            raise AssertionError("curr_items %s in -m 2" % st["curr_items"])
+
+
+def max_connections(binary, kind):
+    with fixture.Server(binary, ["-c", "30"], name=kind) as srv:
+        socks = []
+        try:
+            for _ in range(40):
+                socks.append(srv.connect())
+            ok = refused = 0
+            for s in socks:
+                s.settimeout(3)
+                try:
+                    s.sendall(b"version\r\n")
+                    r = recv_until(s, b"\r\n", 3)
+                except (OSError, ConnectionError) as e:
+                    raise AssertionError("connection gave no line: %s" % e)
+                if r.startswith(b"VERSION "):
+                    ok += 1
+                elif r == b"ERROR Too many open connections\r\n":
+                    refused += 1
+                    try:
+                        s.settimeout(3)
+                        rest = s.recv(100)
+                    except ConnectionResetError:
+                        rest = b""
+                    expect_eq("after the refusal", rest, b"")
+                else:
+                    raise AssertionError("unexpected reply %r" % r)
+            if refused == 0 or ok == 0:
+                raise AssertionError("40 connections with -c 30: %d served, %d refused" % (ok, refused))
+        finally:
+            for s in socks:
+                s.close()
+        deadline = time.monotonic() + 5
+        while True:
+            st = dict(srv.stats())
+            if st["curr_connections"] == "1":
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("curr_connections %s after all closed" % st["curr_connections"])
+            time.sleep(0.05)
+        expect_eq("max_connections", st["max_connections"], "30")
+        if int(st["rejected_connections"]) != refused:
+            raise AssertionError("rejected_connections %s, %d refused" % (st["rejected_connections"], refused))
+
+
+def idle_timeout(binary, kind):
+    with fixture.Server(binary, ["-o", "idle_timeout=1"], name=kind) as srv:
+        with srv.connect() as busy, srv.connect() as idle:
+            idle.sendall(b"version\r\n")
+            recv_until(idle, b"\r\n", 3)
+            deadline = time.monotonic() + 8
+            while True:
+                idle.settimeout(0.2)
+                try:
+                    if idle.recv(100) == b"":
+                        break
+                except socket.timeout:
+                    pass
+                except ConnectionResetError:
+                    break
+                try:
+                    busy.sendall(b"version\r\n")
+                    recv_until(busy, b"\r\n", 3)
+                except (OSError, ConnectionError) as e:
+                    raise AssertionError("the busy connection (a command every 0.2 s) was closed "
+                                         "by the idle timeout: %s" % (e or type(e).__name__))
+                if time.monotonic() > deadline:
+                    raise AssertionError("idle connection still open after 8s with idle_timeout=1")
+            try:
+                st = dict(fixture.stats_on(busy))
+            except (OSError, ConnectionError) as e:
+                raise AssertionError("the busy connection (a command every 0.2 s) was closed "
+                                     "with the idle one: %s" % (e or type(e).__name__))
+            if int(st.get("idle_kicks", 0)) < 1:
+                raise AssertionError("idle_kicks %s" % st.get("idle_kicks"))
+
+
+def reqs_per_event_yields(binary, kind):
+    with fixture.Server(binary, ["-R", "2"], name=kind) as srv, srv.connect() as c:
+        c.sendall(b"get k\r\n" * 200)
+        recv_until(c, b"END\r\n" * 200, 5)
+        st = dict(fixture.stats_on(c))
+        if int(st["conn_yields"]) < 1:
+            raise AssertionError("conn_yields %s after 200 pipelined gets with -R 2" % st["conn_yields"])
+
+
+def unix_socket(binary, kind):
+    d = tempfile.mkdtemp(prefix="fc-it-")
+    path = os.path.join(d, "sock")
+    try:
+        with fixture.Server(binary, ["-a", "770"], name=kind, unix=path) as srv:
+            mode = os.stat(path).st_mode & 0o777
+            expect_eq("socket mode", oct(mode), oct(0o770))
+            with srv.connect() as c:
+                c.sendall(b"set k 0 0 1\r\nx\r\nget k\r\n")
+                expect_eq("over unix socket", recv_until(c, b"END\r\n", 3),
+                          b"STORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n")
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+        os.rmdir(d)
+
+
+def daemon_mode(binary, kind):
+    d = tempfile.mkdtemp(prefix="fc-it-")
+    pidfile = os.path.join(d, "pid")
+    port = fixture.free_port()
+    argv = [binary, "-d", "-P", pidfile, "-U", "0", "-l", fixture.HOST, "-p", str(port), "-t", "1"]
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    pid = None
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        expect_eq("foreground exit code with -d", p.returncode, 0)
+        deadline = time.monotonic() + 5
+        while pid is None and time.monotonic() < deadline:
+            try:
+                with open(pidfile) as f:
+                    pid = int(f.read().strip() or 0) or None
+            except (OSError, ValueError):
+                pass
+            if pid is None:
+                time.sleep(0.05)
+        if pid is None:
+            raise AssertionError("no pid in %s after 5s" % pidfile)
+        ok = False
+        while time.monotonic() < deadline and not ok:
+            try:
+                with socket.create_connection((fixture.HOST, port), timeout=1) as c:
+                    c.sendall(b"version\r\n")
+                    ok = recv_until(c, b"\r\n", 2).startswith(b"VERSION ")
+            except OSError:
+                time.sleep(0.05)
+        if not ok:
+            raise AssertionError("daemon not answering on port %d" % port)
+    finally:
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(100):
+                    os.kill(pid, 0)
+                    time.sleep(0.05)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+
+def signal_exit(binary, kind, sig):
+    srv = fixture.Server(binary, [], name=kind).start()
+    try:
+        with srv.connect() as c:
+            c.sendall(b"set k 0 0 1\r\nx\r\n")
+            recv_until(c, b"\r\n", 3)
+            srv.proc.send_signal(sig)
+            try:
+                rc = srv.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("still running 5s after signal %d" % sig)
+            expect_eq("exit code after signal %d" % sig, rc, 0)
+    finally:
+        srv.stop()
+
+
+STATS_SUBS = [b"settings", b"items", b"slabs", b"sizes", b"conns"]
+
+
+def stats_subcommands(binary, kind):
+    with fixture.Server(binary, [], name=kind) as srv, srv.connect() as c:
+        c.sendall(b"set k 0 0 5\r\nhello\r\n")
+        recv_until(c, b"\r\n", 3)
+        for sub in STATS_SUBS:
+            c.sendall(b"stats " + sub + b"\r\n")
+            data = recv_until(c, b"END\r\n", 3)
+            lines = data.split(b"\r\n")[:-1]
+            if lines[-1] != b"END":
+                raise AssertionError("stats %s: no END" % sub.decode())
+            for line in lines[:-1]:
+                parts = line.split(b" ")
+                if parts[0] != b"STAT" or len(parts) < 3:
+                    raise AssertionError("stats %s: bad line %r" % (sub.decode(), line))
+        st = dict(fixture.stats_on(c, b"settings"))
+        for k, v in [("maxbytes", "67108864"), ("maxconns", "1024"), ("tcpport", str(srv.port)),
+                     ("num_threads", "2"), ("cas_enabled", "yes"), ("item_size_max", "1048576"),
+                     ("evictions", "on"), ("growth_factor", "1.25"), ("chunk_size", "48"),
+                     ("verbosity", "0"), ("flush_enabled", "yes")]:
+            expect_eq("stats settings %s" % k, st.get(k), v)
+        items = dict(fixture.stats_on(c, b"items"))
+        if not any(k.startswith("items:") and k.endswith(":number") and v == "1" for k, v in items.items()):
+            raise AssertionError("stats items has no class with number 1")
+        slabs = dict(fixture.stats_on(c, b"slabs"))
+        for k in ("active_slabs", "total_malloced"):
+            if k not in slabs:
+                raise AssertionError("stats slabs lacks %s" % k)
+
+
+def stats_general(binary, kind):
+    with fixture.Server(binary, [], name=kind) as srv, srv.connect() as c:
+        c.sendall(b"version\r\n")
+        ver = recv_until(c, b"\r\n", 3)[len(b"VERSION "):-2].decode()
+        st = dict(fixture.stats_on(c))
+        expect_eq("stats pid", st.get("pid"), str(srv.proc.pid))
+        expect_eq("stats version", st.get("version"), ver)
+        expect_eq("stats threads", st.get("threads"), "2")
+        expect_eq("stats limit_maxbytes", st.get("limit_maxbytes"), "67108864")
+        expect_eq("stats max_connections", st.get("max_connections"), "1024")
+        expect_eq("stats pointer_size", st.get("pointer_size"), "64")
+        expect_eq("stats curr_connections", st.get("curr_connections"), "1")
+        if abs(int(st.get("time", 0)) - time.time()) > 3:
+            raise AssertionError("stats time %s, now %d" % (st.get("time"), time.time()))
+
+
+def run(rep, ctx):
+    b, k = ctx["binary"], ctx["kind"]
+    rep.case("behaviour/out_of_memory_with_M", out_of_memory_with_M, b, k)
+    rep.case("behaviour/evicts_without_M", evicts_without_M, b, k)
+    rep.case("behaviour/max_connections_refused_and_counted", max_connections, b, k)
+    rep.case("behaviour/idle_timeout_closes", idle_timeout, b, k)
+    rep.case("behaviour/reqs_per_event_yields", reqs_per_event_yields, b, k)
+    rep.case("behaviour/unix_socket_and_mask", unix_socket, b, k)
+    rep.case("behaviour/daemon_with_pidfile", daemon_mode, b, k)
+    rep.case("behaviour/sigterm_exits_0", signal_exit, b, k, signal.SIGTERM)
+    rep.case("behaviour/sigint_exits_0", signal_exit, b, k, signal.SIGINT)
+    rep.case("behaviour/stats_subcommands_shape", stats_subcommands, b, k)
+    rep.case("behaviour/stats_general_values", stats_general, b, k)
