@@ -1,0 +1,131 @@
+/* peer: what this node knows of one sender — its boot epoch, which DATA seqs
+ * of that epoch arrived, where the holes are and since when, its control
+ * replay window, and when it was last heard. Pure logic, no I/O: every call
+ * fills a struct bus_peer_event that tells the caller what to do (NACK, flush)
+ * and what to count. Invariant: every DATA seq <= acked has been applied or
+ * made irrelevant by a flush; a bit is set only for seqs in (acked, acked+W]. */
+#ifndef FLEETCACHE_BUS_PEER_H
+#define FLEETCACHE_BUS_PEER_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "bus/wire.h"
+
+/* Holes further than this behind the newest seq are not tracked: they are
+ * unrepairable by construction, as the sender's ring is never larger. */
+#define BUS_PEER_WINDOW 4096
+#define BUS_PEER_MARKS 32
+
+enum bus_peer_state {
+    BUS_PEER_LIVE,
+    BUS_PEER_LOST,  /* silent past the peer timeout; we flushed */
+    BUS_PEER_LEFT,  /* said goodbye (heartbeat with the leaving flag) */
+};
+
+#define BUS_FLUSH_REASONS(X) \
+    X(deadline)   /* a hole stayed open past the repair deadline */     \
+    X(gone)       /* the sender's ring no longer holds what we need */  \
+    X(restart)    /* the sender came back with a new epoch */           \
+    X(timeout)    /* the sender was silent past the peer timeout */     \
+    X(too_far)    /* more missing than the window can track */
+
+enum bus_flush_reason {
+#define BUS_FLUSH_ENUM(name) BUS_FLUSH_##name,
+    BUS_FLUSH_REASONS(BUS_FLUSH_ENUM)
+#undef BUS_FLUSH_ENUM
+    BUS_FLUSH_REASON_COUNT
+};
+
+enum bus_peer_verdict {
+    BUS_PEER_FRESH,      /* new: apply it */
+    BUS_PEER_DUPLICATE,  /* this (epoch, seq) was seen: drop, count a replay */
+    BUS_PEER_STALE,      /* older epoch than the sender's current one: drop */
+};
+
+struct bus_peer_timing {
+    int64_t nack_delay_us;      /* wait for reordering before the first NACK */
+    int64_t nack_interval_us;   /* between NACKs while holes stay open */
+    int64_t repair_deadline_us; /* a hole older than this makes us flush */
+    int64_t peer_timeout_us;    /* silence longer than this makes us flush */
+};
+
+struct bus_peer_event {
+    bool flush;                 /* flush the whole local cache, for reason */
+    enum bus_flush_reason reason;
+    bool join_unknown;          /* first contact: the sender had sent seqs we never saw */
+    bool new_epoch;
+    bool gap;                   /* new holes opened */
+    bool repaired;              /* this datagram filled a hole */
+};
+
+struct bus_peer_mark {
+    uint64_t high;              /* holes up to here ... */
+    int64_t since_us;           /* ... exist since then */
+};
+
+struct bus_peer {
+    uint32_t node_id;
+    uint64_t epoch;
+    enum bus_peer_state state;
+    bool baselined;             /* false until the first datagram sets acked */
+    uint64_t acked;
+    uint64_t high;              /* highest DATA seq known to exist */
+    uint64_t seen[BUS_PEER_WINDOW / 64];
+    struct bus_peer_mark marks[BUS_PEER_MARKS];
+    unsigned mark_head, mark_count;
+    int64_t next_nack_us;
+    uint64_t ctl_high, ctl_mask;
+    int64_t last_heard_us;
+    struct sockaddr_storage addr; /* where its datagrams come from: NACK target */
+    socklen_t addrlen;
+};
+
+/* A peer first heard now, in epoch. whole_history: it booted after we did
+ * (its epoch is newer than ours), so every DATA seq of this epoch matters to
+ * us and missing ones from seq 1 on are NACKed; otherwise its earlier
+ * history is unknown and the first datagram sets the baseline. */
+void
+bus_peer_init(struct bus_peer *p, uint32_t node_id, uint64_t epoch, bool whole_history,
+              int64_t now_us);
+
+/* A DATA datagram (epoch, seq) arrived. */
+enum bus_peer_verdict
+bus_peer_data(struct bus_peer *p, uint64_t epoch, uint64_t seq, int64_t now_us,
+              const struct bus_peer_timing *t, struct bus_peer_event *ev);
+
+/* A control datagram (epoch, control seq) arrived: epoch change and replay
+ * window. Call before acting on any HEARTBEAT, NACK or GONE. */
+enum bus_peer_verdict
+bus_peer_control(struct bus_peer *p, uint64_t epoch, uint64_t ctl_seq, int64_t now_us,
+                 struct bus_peer_event *ev);
+
+/* A fresh heartbeat's contents. */
+void
+bus_peer_heartbeat(struct bus_peer *p, uint64_t last_seq, bool leaving, int64_t now_us,
+                   const struct bus_peer_timing *t, struct bus_peer_event *ev);
+
+/* A fresh GONE: the sender cannot repeat seqs below oldest of asked_epoch. */
+void
+bus_peer_gone(struct bus_peer *p, uint64_t asked_epoch, uint64_t oldest, struct bus_peer_event *ev);
+
+/* Timers: sets *nack_due when a NACK should go out now, flushes on the
+ * repair deadline and the peer timeout. */
+void
+bus_peer_tick(struct bus_peer *p, int64_t now_us, const struct bus_peer_timing *t,
+              bool *nack_due, struct bus_peer_event *ev);
+
+/* True while some seq in (acked, high] is missing. */
+bool
+bus_peer_has_holes(const struct bus_peer *p);
+
+/* Fills n (target and epoch included) with the first missing ranges. */
+void
+bus_peer_missing(const struct bus_peer *p, struct wire_nack *n);
+
+const char *
+bus_peer_state_name(enum bus_peer_state s);
+
+#endif

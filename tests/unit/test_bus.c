@@ -1,0 +1,737 @@
+/* Tests for bus/bus.c: the real bus thread and the real cache, against a fake
+ * peer (a UDP socket in the test) on loopback unicast. Every wait is a poll
+ * with a deadline. */
+#include "bus/bus.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus/crypto.h"
+#include "bus/wire.h"
+#include "cache/cache.h"
+#include "src/clock.h"
+
+#define PEER_ID 777
+#define PEER_EPOCH 5000
+
+static int fp = -1;                     /* the fake peer's socket */
+static struct sockaddr_in bus_addr;     /* where the bus listens */
+static uint8_t peer_key[BUS_KEY_SIZE];
+static bool sealed;
+static uint64_t peer_ctl_seq;
+
+static int64_t
+ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint16_t
+free_udp_port(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &l);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void
+start(const char *key_file, uint32_t ring_size)
+{
+    char err[256] = "";
+    clock_setup();
+    struct cache_options co;
+    cache_options_default(&co);
+    co.mem_limit = 16 << 20;
+    co.hashpower = 10;
+    co.background = false;
+    cr_assert(cache_setup(&co, err, sizeof(err)), "%s", err);
+
+    fp = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fp, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    getsockname(fp, (struct sockaddr *)&a, &l);
+
+    char listen[32], peers[32];
+    uint16_t port = free_udp_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+    snprintf(peers, sizeof(peers), "127.0.0.1:%u", ntohs(a.sin_port));
+    cr_assert(inet_pton(AF_INET, "127.0.0.1", &bus_addr.sin_addr) == 1);
+    bus_addr.sin_family = AF_INET;
+    bus_addr.sin_port = htons(port);
+
+    struct bus_options o;
+    bus_options_default(&o);
+    o.listen = listen;
+    o.peers = peers;
+    o.key_file = key_file;
+    o.heartbeat_ms = 50;
+    o.repair_deadline_ms = 200;
+    o.peer_timeout_ms = 600;
+    o.ring_size = ring_size;
+    o.flush_delay_us = 300;
+    cr_assert(bus_setup(&o, err, sizeof(err)), "bus_setup: %s", err);
+    cr_assert_not(bus_setup(&o, err, sizeof(err)), "a second bus_setup must refuse");
+    peer_ctl_seq = 0;
+}
+
+static void
+start_plain(void)
+{
+    sealed = false;
+    start(NULL, 0);
+}
+
+static void
+stop(void)
+{
+    bus_teardown();
+    cache_teardown();
+    if (fp >= 0)
+        close(fp);
+    fp = -1;
+}
+
+static uint64_t
+statv(const char *name);
+
+/* --- the fake peer ------------------------------------------------------- */
+
+static void
+send_raw(const uint8_t *d, size_t n)
+{
+    cr_assert_eq(sendto(fp, d, n, 0, (struct sockaddr *)&bus_addr, sizeof(bus_addr)), (ssize_t)n);
+}
+
+static size_t
+frame(uint8_t type, uint32_t node, uint64_t epoch, uint64_t seq, const uint8_t *p, size_t plen,
+      uint8_t *out)
+{
+    struct wire_header h = {.type = type, .node_id = node, .epoch = epoch, .seq = seq};
+    return bus_crypto_frame(sealed ? peer_key : NULL, &h, p, plen, out, WIRE_DATAGRAM_MAX);
+}
+
+/* DATA from the fake peer: "key" drops unconditionally, "key=hash" with a hash. */
+static void
+send_data_from(uint32_t node, uint64_t epoch, uint64_t seq, const char *const *keys, size_t n)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    size_t plen = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(keys[i], '=');
+        size_t nkey = eq ? (size_t)(eq - keys[i]) : strlen(keys[i]);
+        uint64_t hash = eq ? strtoull(eq + 1, NULL, 10) : 0;
+        cr_assert(wire_put_invalidate(p, sizeof(p), &plen, keys[i], nkey, eq != NULL, hash));
+    }
+    send_raw(d, frame(WIRE_DATA, node, epoch, seq, p, plen, d));
+}
+
+static void
+send_data(uint64_t seq, const char *const *keys, size_t n)
+{
+    send_data_from(PEER_ID, PEER_EPOCH, seq, keys, n);
+}
+
+static void
+send_heartbeat(uint64_t last, bool leaving)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    struct wire_heartbeat hb = {.last_seq = last, .leaving = leaving};
+    size_t plen = wire_put_heartbeat(p, &hb);
+    send_raw(d, frame(WIRE_HEARTBEAT, PEER_ID, PEER_EPOCH, ++peer_ctl_seq, p, plen, d));
+}
+
+static void
+send_nack(uint64_t first, uint32_t count)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    struct wire_nack n = {.target = bus_node_id(), .epoch = 0, .n = 1,
+                          .r = {{.first = first, .count = count}}};
+    n.epoch = statv("epoch"); /* the bus's own epoch */
+    size_t plen = wire_put_nack(p, &n);
+    send_raw(d, frame(WIRE_NACK, PEER_ID, PEER_EPOCH, ++peer_ctl_seq, p, plen, d));
+}
+
+struct got {
+    struct wire_header h;
+    uint8_t raw[WIRE_DATAGRAM_MAX];
+    size_t rawlen;
+    uint8_t payload[WIRE_PAYLOAD_MAX];
+};
+
+/* Waits up to ms for a datagram of type (0: any) from the bus; false on timeout. */
+static bool
+recv_type(uint8_t type, int ms, struct got *g)
+{
+    int64_t deadline = ms_now() + ms;
+    while (ms_now() < deadline) {
+        struct pollfd pfd = {.fd = fp, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(deadline - ms_now())) != 1)
+            continue;
+        ssize_t n = recv(fp, g->raw, sizeof(g->raw), 0);
+        cr_assert_gt(n, 0);
+        g->rawlen = (size_t)n;
+        cr_assert_eq(wire_header_decode(g->raw, g->rawlen, &g->h), WIRE_OK);
+        const uint8_t *p;
+        cr_assert(bus_crypto_open(sealed ? peer_key : NULL, &g->h, g->raw, g->rawlen, g->payload, &p));
+        if (p != g->payload)
+            memcpy(g->payload, p, g->h.plen);
+        if (type == 0 || g->h.type == type)
+            return true;
+    }
+    return false;
+}
+
+/* --- stats ----------------------------------------------------------------- */
+
+struct find {
+    const char *name;
+    uint64_t value;
+    bool found;
+};
+
+static void
+find_stat(const char *name, const char *value, void *ctx)
+{
+    struct find *f = ctx;
+    if (strcmp(name, f->name) == 0) {
+        f->value = strtoull(value, NULL, 10);
+        f->found = true;
+    }
+}
+
+static uint64_t
+statv(const char *name)
+{
+    struct find f = {.name = name};
+    bus_stats(find_stat, &f);
+    cr_assert(f.found, "no stat %s", name);
+    return f.value;
+}
+
+static bool
+wait_stat(const char *name, uint64_t at_least, int ms)
+{
+    int64_t deadline = ms_now() + ms;
+    do {
+        if (statv(name) >= at_least)
+            return true;
+        usleep(2000);
+    } while (ms_now() < deadline);
+    return false;
+}
+
+/* --- cache helpers ------------------------------------------------------------ */
+
+static void
+store(const char *key, const char *value)
+{
+    struct item *it = NULL;
+    size_t vlen = strlen(value);
+    cr_assert_eq(cache_alloc(&it, key, strlen(key), 0, 0, (uint32_t)vlen), CACHE_OK);
+    memcpy(item_value(it), value, vlen);
+    memcpy(item_value(it) + vlen, "\r\n", 2);
+    cr_assert_eq(cache_store(it, CACHE_SET, 0, NULL), CACHE_OK);
+    cache_release(&it);
+}
+
+static bool
+has(const char *key)
+{
+    struct item *it = cache_get(key, strlen(key));
+    bool yes = it != NULL;
+    cache_release(&it);
+    return yes;
+}
+
+static char *
+hash_of(const char *value, char *buf, size_t len)
+{
+    snprintf(buf, len, "%llu", (unsigned long long)cache_value_hash(value, strlen(value), 0));
+    return buf;
+}
+
+TestSuite(bus, .init = start_plain, .fini = stop, .timeout = 20);
+
+/* --- publishing -------------------------------------------------------------------- */
+
+Test(bus, publishes_keys_batched_and_deduplicated)
+{
+    bus_publish_invalidate("a", 1, true, 1);
+    bus_publish_invalidate("b", 1, false, 0);
+    bus_publish_invalidate("a", 1, true, 2);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    cr_assert_eq(g.h.seq, 1);
+    cr_assert_eq(g.h.node_id, bus_node_id());
+    unsigned n;
+    cr_assert_eq(wire_check_data(g.payload, g.h.plen, &n), WIRE_OK);
+    cr_assert_eq(n, 2);
+    size_t off = 0;
+    struct wire_record r;
+    wire_next_record(g.payload, g.h.plen, &off, &r);
+    cr_assert(r.nkey == 1 && r.key[0] == 'a' && r.has_hash && r.hash == 2);
+    cr_assert_eq(statv("keys_published"), 3);
+    cr_assert_eq(statv("keys_merged"), 1);
+    cr_assert_eq(statv("batches_sent"), 1);
+    cr_assert_eq(statv("keys_sent"), 2);
+}
+
+Test(bus, many_keys_split_into_datagrams_under_the_limit)
+{
+    for (int i = 0; i < 500; i++) {
+        char key[64];
+        int n = snprintf(key, sizeof(key), "some:longish:key:number:%06d", i);
+        bus_publish_invalidate(key, (size_t)n, true, (uint64_t)i);
+    }
+    unsigned keys = 0, datagrams = 0;
+    struct got g;
+    while (keys < 500 && recv_type(WIRE_DATA, 2000, &g)) {
+        unsigned n;
+        cr_assert_leq(g.rawlen, WIRE_DATAGRAM_MAX);
+        cr_assert_eq(g.h.seq, datagrams + 1);
+        cr_assert_eq(wire_check_data(g.payload, g.h.plen, &n), WIRE_OK);
+        keys += n;
+        datagrams++;
+    }
+    cr_assert_eq(keys, 500);
+    cr_assert_lt(datagrams, 20, "%u datagrams for 500 keys", datagrams);
+}
+
+Test(bus, heartbeats_carry_the_last_seq)
+{
+    bus_publish_invalidate("k", 1, false, 0);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    cr_assert(recv_type(WIRE_HEARTBEAT, 2000, &g));
+    struct wire_heartbeat hb;
+    cr_assert_eq(wire_get_heartbeat(g.payload, g.h.plen, &hb), WIRE_OK);
+    cr_assert_eq(hb.last_seq, 1);
+    cr_assert_not(hb.leaving);
+}
+
+Test(bus, publishes_flush_all)
+{
+    bus_publish_flush(0);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    size_t off = 0;
+    struct wire_record r;
+    cr_assert_eq(wire_next_record(g.payload, g.h.plen, &off, &r), WIRE_OK);
+    cr_assert_eq(r.op, WIRE_OP_FLUSH);
+}
+
+/* --- applying a peer's datagrams ------------------------------------------------ */
+
+Test(bus, a_peer_change_drops_the_local_copy)
+{
+    char h[32];
+    store("k", "old");
+    store("other", "x");
+    const char *keys[] = {"k"};
+    char kh[64];
+    snprintf(kh, sizeof(kh), "k=%s", hash_of("new", h, sizeof(h)));
+    keys[0] = kh;
+    send_data(1, keys, 1);
+    cr_assert(wait_stat("keys_dropped", 1, 2000));
+    cr_assert_not(has("k"));
+    cr_assert(has("other"));
+}
+
+Test(bus, a_peer_fill_with_the_same_value_keeps_the_copy)
+{
+    char h[32], kh[64];
+    store("k", "same");
+    snprintf(kh, sizeof(kh), "k=%s", hash_of("same", h, sizeof(h)));
+    const char *keys[] = {kh};
+    send_data(1, keys, 1);
+    cr_assert(wait_stat("keys_kept", 1, 2000));
+    cr_assert(has("k"));
+    cr_assert_eq(statv("announces"), 0);
+}
+
+Test(bus, a_peer_delete_drops_unconditionally_and_misses_are_counted)
+{
+    store("k", "v");
+    const char *keys[] = {"k", "absent"};
+    send_data(1, keys, 2);
+    cr_assert(wait_stat("keys_received", 2, 2000));
+    cr_assert_not(has("k"));
+    cr_assert_eq(statv("keys_missed"), 1);
+}
+
+Test(bus, a_peer_flush_all_flushes)
+{
+    store("k", "v");
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    size_t plen = 0;
+    wire_put_flush(p, sizeof(p), &plen, 0);
+    send_raw(d, frame(WIRE_DATA, PEER_ID, PEER_EPOCH, 1, p, plen, d));
+    cr_assert(wait_stat("flushes_received", 1, 2000));
+    cr_assert_not(has("k"));
+}
+
+Test(bus, its_own_datagrams_are_ignored)
+{
+    store("k", "v");
+    const char *keys[] = {"k"};
+    send_data_from(bus_node_id(), PEER_EPOCH, 1, keys, 1);
+    cr_assert(wait_stat("own_ignored", 1, 2000));
+    cr_assert(has("k"));
+}
+
+Test(bus, duplicates_and_old_epochs_are_counted_as_replays)
+{
+    const char *keys[] = {"x"};
+    send_data(1, keys, 1);
+    send_data(1, keys, 1);
+    cr_assert(wait_stat("replays", 1, 2000));
+    store("k", "v");
+    const char *kk[] = {"k"};
+    send_data_from(PEER_ID, PEER_EPOCH - 1, 2, kk, 1);
+    cr_assert(wait_stat("replays", 2, 2000));
+    cr_assert(has("k"));
+}
+
+Test(bus, garbage_and_truncation_are_counted_and_change_nothing)
+{
+    store("k", "v");
+    uint8_t junk[64];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 37);
+    send_raw(junk, sizeof(junk));
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    size_t plen = 0;
+    wire_put_invalidate(p, sizeof(p), &plen, "k", 1, false, 0);
+    size_t n = frame(WIRE_DATA, PEER_ID, PEER_EPOCH, 1, p, plen, d);
+    send_raw(d, n - 1);
+    cr_assert(wait_stat("malformed", 2, 2000));
+    cr_assert(has("k"));
+}
+
+/* --- loss and repair ------------------------------------------------------------------ */
+
+Test(bus, a_gap_is_nacked_and_a_repair_fills_it)
+{
+    store("lost", "v");
+    const char *k1[] = {"one"}, *k2[] = {"lost"}, *k3[] = {"three"};
+    send_data(1, k1, 1);
+    send_data(3, k3, 1);
+    struct got g;
+    cr_assert(recv_type(WIRE_NACK, 2000, &g));
+    struct wire_nack n;
+    cr_assert_eq(wire_get_nack(g.payload, g.h.plen, &n), WIRE_OK);
+    cr_assert(n.target == PEER_ID && n.epoch == PEER_EPOCH && n.n == 1);
+    cr_assert(n.r[0].first == 2 && n.r[0].count == 1);
+    send_data(2, k2, 1);
+    cr_assert(wait_stat("repairs_received", 1, 2000));
+    cr_assert_not(has("lost"));
+    cr_assert_eq(statv("unrepairable_flushes"), 0);
+    cr_assert_eq(statv("gaps"), 1);
+}
+
+Test(bus, a_lost_trailing_datagram_is_noticed_from_the_heartbeat)
+{
+    const char *k1[] = {"one"};
+    send_data(1, k1, 1);
+    send_heartbeat(2, false);
+    struct got g;
+    cr_assert(recv_type(WIRE_NACK, 2000, &g));
+}
+
+Test(bus, an_unrepaired_gap_flushes_the_cache_at_the_deadline)
+{
+    store("k", "v");
+    const char *k1[] = {"one"};
+    send_data(1, k1, 1);
+    send_data(3, k1, 1);
+    int64_t t0 = ms_now();
+    cr_assert(wait_stat("unrepairable_flushes", 1, 3000));
+    cr_assert_geq(ms_now() - t0, 150, "flushed before the deadline");
+    cr_assert_eq(statv("flush_deadline"), 1);
+    cr_assert_not(has("k"));
+    cr_assert_geq(statv("nacks_sent"), 2, "NACKs repeat until the deadline");
+}
+
+Test(bus, a_restarted_peer_makes_us_flush)
+{
+    const char *k1[] = {"one"};
+    send_data(1, k1, 1);
+    cr_assert(wait_stat("keys_received", 1, 2000));
+    store("k", "v");
+    send_data_from(PEER_ID, PEER_EPOCH + 1, 1, k1, 1);
+    cr_assert(wait_stat("flush_restart", 1, 2000));
+    cr_assert_not(has("k"));
+    cr_assert_eq(statv("restarts"), 1);
+}
+
+Test(bus, a_peer_that_said_goodbye_restarts_without_a_flush)
+{
+    const char *k1[] = {"one"};
+    send_data(1, k1, 1);
+    send_heartbeat(1, true);
+    cr_assert(wait_stat("heartbeats_received", 1, 2000));
+    store("k", "v");
+    send_data_from(PEER_ID, PEER_EPOCH + 1, 1, k1, 1);
+    cr_assert(wait_stat("restarts", 1, 2000));
+    cr_assert(has("k"));
+    cr_assert_eq(statv("unrepairable_flushes"), 0);
+}
+
+Test(bus, a_silent_peer_makes_us_flush_after_the_timeout)
+{
+    send_heartbeat(0, false);
+    cr_assert(wait_stat("peers", 1, 2000));
+    store("k", "v");
+    cr_assert(wait_stat("flush_timeout", 1, 3000));
+    cr_assert_not(has("k"));
+}
+
+Test(bus, joining_a_peer_mid_stream_flushes_only_a_non_empty_cache)
+{
+    send_heartbeat(40, false);
+    cr_assert(wait_stat("heartbeats_received", 1, 2000));
+    cr_assert_eq(statv("join_flushes"), 0);
+    cr_assert_eq(statv("gaps"), 0);
+}
+
+Test(bus, joining_a_peer_mid_stream_with_a_filled_cache_flushes_it)
+{
+    store("k", "v"); /* filled before we heard the peer: its history may void it */
+    send_heartbeat(40, false);
+    cr_assert(wait_stat("join_flushes", 1, 2000));
+    cr_assert_not(has("k"));
+    cr_assert_eq(statv("unrepairable_flushes"), 0);
+}
+
+Test(bus, a_peer_younger_than_us_is_repaired_not_flushed_for)
+{
+    store("k", "v");
+    const char *k1[] = {"x"};
+    send_data_from(PEER_ID, UINT64_MAX / 2, 3, k1, 1); /* booted after us; 1 and 2 lost */
+    struct got g;
+    cr_assert(recv_type(WIRE_NACK, 2000, &g));
+    struct wire_nack n;
+    cr_assert_eq(wire_get_nack(g.payload, g.h.plen, &n), WIRE_OK);
+    cr_assert(n.n == 1 && n.r[0].first == 1 && n.r[0].count == 2);
+    send_data_from(PEER_ID, UINT64_MAX / 2, 1, k1, 1);
+    send_data_from(PEER_ID, UINT64_MAX / 2, 2, k1, 1);
+    cr_assert(wait_stat("repairs_received", 2, 2000));
+    cr_assert(has("k"));
+    cr_assert_eq(statv("join_flushes"), 0);
+}
+
+Test(bus, serves_nacks_from_its_ring_byte_for_byte)
+{
+    bus_publish_invalidate("k", 1, false, 0);
+    struct got first, again;
+    cr_assert(recv_type(WIRE_DATA, 2000, &first));
+    send_heartbeat(0, false); /* so the bus knows us */
+    send_nack(1, 1);
+    cr_assert(recv_type(WIRE_DATA, 2000, &again));
+    cr_assert_eq(again.rawlen, first.rawlen);
+    cr_assert_eq(memcmp(again.raw, first.raw, first.rawlen), 0);
+    cr_assert(wait_stat("repairs_sent", 1, 1000));
+}
+
+Test(bus, answers_gone_for_what_the_ring_no_longer_holds)
+{
+    bus_teardown();
+    cache_teardown();
+    close(fp);
+    start(NULL, 4);
+    struct got g;
+    for (int i = 0; i < 6; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        bus_publish_invalidate(key, strlen(key), false, 0);
+        cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    }
+    send_nack(1, 2);
+    cr_assert(recv_type(WIRE_GONE, 2000, &g));
+    struct wire_gone gone;
+    cr_assert_eq(wire_get_gone(g.payload, g.h.plen, &gone), WIRE_OK);
+    cr_assert_eq(gone.target, PEER_ID);
+    cr_assert_eq(gone.oldest, 3);
+}
+
+/* --- differs -> announce ------------------------------------------------------------------ */
+
+Test(bus, a_racing_local_write_that_differs_is_announced_as_a_delete)
+{
+    char h[32], kh[64];
+    store("k", "mine");
+    bus_publish_invalidate("k", 1, true, cache_value_hash("mine", 4, 0));
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    snprintf(kh, sizeof(kh), "k=%s", hash_of("theirs", h, sizeof(h)));
+    const char *keys[] = {kh};
+    send_data(1, keys, 1);
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    size_t off = 0;
+    struct wire_record r;
+    cr_assert_eq(wire_next_record(g.payload, g.h.plen, &off, &r), WIRE_OK);
+    cr_assert(r.nkey == 1 && r.key[0] == 'k' && !r.has_hash, "an announcement is a plain delete");
+    cr_assert_eq(statv("announces"), 1);
+    cr_assert_not(has("k"));
+}
+
+Test(bus, an_old_copy_that_differs_is_dropped_silently)
+{
+    char h[32], kh[64];
+    store("k", "old"); /* never published by this node */
+    snprintf(kh, sizeof(kh), "k=%s", hash_of("new", h, sizeof(h)));
+    const char *keys[] = {kh};
+    send_data(1, keys, 1);
+    cr_assert(wait_stat("keys_dropped", 1, 2000));
+    struct got g;
+    cr_assert_not(recv_type(WIRE_DATA, 200, &g));
+    cr_assert_eq(statv("announces"), 0);
+}
+
+Test(bus, an_announcement_never_causes_another)
+{
+    /* A hashless delete from a peer on a key we wrote: dropped, not announced. */
+    store("k", "mine");
+    bus_publish_invalidate("k", 1, true, cache_value_hash("mine", 4, 0));
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    const char *keys[] = {"k"};
+    send_data(1, keys, 1);
+    cr_assert(wait_stat("keys_dropped", 1, 2000));
+    cr_assert_not(recv_type(WIRE_DATA, 200, &g));
+    cr_assert_eq(statv("announces"), 0);
+}
+
+/* --- stats and lifecycle --------------------------------------------------------------------- */
+
+struct lines {
+    char text[8192];
+    size_t len;
+};
+
+static void
+collect(const char *name, const char *value, void *ctx)
+{
+    struct lines *l = ctx;
+    l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, "STAT %s %s\n", name, value);
+}
+
+Test(bus, stats_list_counters_and_peers)
+{
+    send_heartbeat(0, false);
+    cr_assert(wait_stat("peers", 1, 2000));
+    static struct lines l;
+    bus_stats(collect, &l);
+    cr_assert(strstr(l.text, "STAT enabled 1\n"));
+    cr_assert(strstr(l.text, "STAT mode unicast\n"));
+    cr_assert(strstr(l.text, "STAT authenticated 0\n"));
+    cr_assert(strstr(l.text, "STAT unrepairable_flushes 0\n"));
+    cr_assert(strstr(l.text, "STAT peer:777:epoch 5000\n"), "%s", l.text);
+    cr_assert(strstr(l.text, "STAT peer:777:state live\n"));
+    cr_assert(strstr(l.text, "STAT peer:777:last_heard_ms "));
+    cr_assert(strstr(l.text, "STAT peer:777:addr 127.0.0.1:"));
+}
+
+Test(bus, teardown_says_goodbye_and_stops_publishing)
+{
+    bus_publish_invalidate("pending", 7, false, 0);
+    bus_teardown();
+    struct got g;
+    bool saw_leaving = false, saw_data = false;
+    while (recv_type(0, 300, &g)) {
+        if (g.h.type == WIRE_DATA) {
+            saw_data = true;
+            continue;
+        }
+        struct wire_heartbeat hb;
+        cr_assert_eq(wire_get_heartbeat(g.payload, g.h.plen, &hb), WIRE_OK);
+        if (hb.leaving) {
+            cr_assert_eq(hb.last_seq, 1);
+            saw_leaving = true;
+            break;
+        }
+    }
+    cr_assert(saw_data, "the pending batch went out before the goodbye");
+    cr_assert(saw_leaving);
+    bus_publish_invalidate("after", 5, false, 0); /* a no-op, not a crash */
+    static struct lines l;
+    bus_stats(collect, &l);
+    cr_assert_str_eq(l.text, "STAT enabled 0\n");
+}
+
+/* --- authenticated ------------------------------------------------------------------------------ */
+
+static char keypath[64];
+
+static void
+start_sealed(void)
+{
+    snprintf(keypath, sizeof(keypath), "/tmp/fc-bus-key-%d", getpid());
+    FILE *f = fopen(keypath, "w");
+    cr_assert_not_null(f);
+    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
+    fclose(f);
+    chmod(keypath, 0600);
+    const char *hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    cr_assert(bus_crypto_parse_key((const uint8_t *)hex, 64, peer_key));
+    sealed = true;
+    start(keypath, 0);
+}
+
+static void
+stop_sealed(void)
+{
+    stop();
+    unlink(keypath);
+}
+
+TestSuite(bus_sealed, .init = start_sealed, .fini = stop_sealed, .timeout = 20);
+
+Test(bus_sealed, sealed_traffic_is_applied_and_forgeries_are_not)
+{
+    cr_assert_eq(statv("authenticated"), 1);
+    store("k", "v");
+    store("j", "v");
+    /* Clear text from a node without the key. */
+    sealed = false;
+    const char *kk[] = {"k"};
+    send_data(1, kk, 1);
+    /* Sealed with the wrong key. */
+    sealed = true;
+    uint8_t right[BUS_KEY_SIZE];
+    memcpy(right, peer_key, sizeof(right));
+    peer_key[0] ^= 1;
+    send_data(1, kk, 1);
+    memcpy(peer_key, right, sizeof(right));
+    cr_assert(wait_stat("auth_failures", 2, 2000));
+    cr_assert(has("k"));
+    /* The real thing, then a replay of it. */
+    const char *jj[] = {"j"};
+    send_data(1, jj, 1);
+    cr_assert(wait_stat("keys_dropped", 1, 2000));
+    cr_assert_not(has("j"));
+    store("j", "v2");
+    send_data(1, jj, 1);
+    cr_assert(wait_stat("replays", 1, 2000));
+    cr_assert(has("j"));
+    cr_assert(has("k"));
+    /* What the bus sends is sealed under the same key. */
+    bus_publish_invalidate("mine", 4, false, 0);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g)); /* recv_type asserts it opens */
+    cr_assert(g.h.flags & WIRE_FLAG_SEALED);
+}
