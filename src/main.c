@@ -1,8 +1,231 @@
-/* main: placeholder until the front end lands (issue 3). */
+/* main: fleetcached's start-up and shutdown, the only place that knows every
+ * module. Order: options, limits, identity, daemon, clock, cache, net, then
+ * the main loop (clock tick, signals, acceptor) until SIGINT/SIGTERM; then
+ * net drains and stops, the cache is torn down, exit 0. */
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
-int
-main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+#include "net/net.h"
+#include "src/clock.h"
+#include "src/config.h"
+#include "src/log.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "0.0.0"
+#endif
+
+/* What `version` and `stats` report: memcached's protocol level first, so
+ * clients that gate features on the server version keep working. */
+#define FLEETCACHED_PROTO_VERSION "1.6.18-fleetcache-" PACKAGE_VERSION
+
+/* sysexits.h values memcached uses at start-up. */
+#define EXIT_NOUSER 67
+#define EXIT_OSERR 71
+
+static ev_timer clock_timer;
+static ev_signal sig_int, sig_term;
+static bool stopping;
+
+static void
+clock_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    fputs("fleetcached: the front end is not built yet\n", stderr);
-    return 1;
+    clock_update();
+}
+
+static void
+net_stopped(void *arg)
+{
+    ev_break(arg, EVBREAK_ALL);
+}
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    if (stopping)
+        return;
+    stopping = true;
+    log_info("signal %d: stopping", s->signum);
+    net_shutdown(net_stopped, loop);
+}
+
+/* memcached raises the open-file limit to fit -c; refusing start-up beats
+ * failing accepts later. */
+static bool
+main_raise_nofile(unsigned max_conns, unsigned threads)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_conns + 20 + 3 * (rlim_t)threads;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return false;
+    if (rl.rlim_cur >= need)
+        return true;
+    rl.rlim_cur = need;
+    if (rl.rlim_max < need)
+        rl.rlim_max = need;
+    return setrlimit(RLIMIT_NOFILE, &rl) == 0;
+}
+
+static int
+main_switch_user(const char *user)
+{
+    if (getuid() != 0 && geteuid() != 0)
+        return 0; /* not root: -u means nothing, as in memcached */
+    if (user == NULL) {
+        log_info("running as root (no -u given)");
+        return 0;
+    }
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        fprintf(stderr, "can't find the user %s to switch to\n", user);
+        return EXIT_NOUSER;
+    }
+    if (pw->pw_uid == 0)
+        return 0;
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        fprintf(stderr, "failed to assume identity of user %s\n", user);
+        return EXIT_OSERR;
+    }
+    return 0;
+}
+
+static bool
+main_daemonize(bool keep_stdio)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid > 0)
+        _exit(0);
+    if (setsid() < 0)
+        return false;
+    if (chdir("/") != 0)
+        return false;
+    if (!keep_stdio) {
+        int fd = open("/dev/null", O_RDWR);
+        if (fd < 0)
+            return false;
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+    return true;
+}
+
+static void
+main_write_pidfile(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        log_error("Could not open the pid file %s for writing: %s", path, strerror(errno));
+        return;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    fclose(f);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct config cfg;
+    char err[512];
+    int code = 1;
+
+    config_init(&cfg);
+    if (!config_parse(&cfg, argc, argv, err, sizeof(err), &code)) {
+        fprintf(stderr, "%s\n", err);
+        config_deinit(&cfg);
+        return code;
+    }
+    if (cfg.help) {
+        config_usage(stdout, PACKAGE_VERSION);
+        config_deinit(&cfg);
+        return 0;
+    }
+    if (cfg.version) {
+        printf("fleetcached %s\n", PACKAGE_VERSION);
+        config_deinit(&cfg);
+        return 0;
+    }
+    log_setup(cfg.verbose);
+
+    if (!main_raise_nofile(cfg.max_conns, cfg.threads)) {
+        fprintf(stderr, "failed to set rlimit for open files. Try starting as root or "
+                        "requesting smaller maxconns value.\n");
+        return EXIT_OSERR;
+    }
+    int rc = main_switch_user(cfg.user);
+    if (rc != 0)
+        return rc;
+    /* Before any thread exists: fork keeps only the calling thread. */
+    if (cfg.daemonize) {
+        if (!main_daemonize(cfg.verbose > 0)) {
+            fprintf(stderr, "failed to daemon() in order to daemonize\n");
+            return EXIT_OSERR;
+        }
+        if (cfg.pidfile != NULL)
+            main_write_pidfile(cfg.pidfile);
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    clock_setup();
+    struct cache_options copts;
+    cache_options_default(&copts);
+    copts.mem_limit = cfg.mem_limit;
+    copts.chunk_min = cfg.chunk_min;
+    copts.factor = cfg.factor;
+    copts.item_max = (uint32_t)cfg.item_max;
+    copts.slab_chunk_max = cfg.slab_chunk_max;
+    copts.evict = cfg.evict;
+    copts.use_cas = cfg.use_cas;
+    if (cfg.hashpower != 0)
+        copts.hashpower = cfg.hashpower;
+    copts.background = cfg.lru_maintainer || cfg.lru_crawler;
+    copts.max_ttl = cfg.max_ttl;
+    if (!cache_setup(&copts, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        return EXIT_OSERR;
+    }
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    ev_timer_init(&clock_timer, clock_tick_cb, 1., 1.);
+    ev_timer_start(loop, &clock_timer);
+    ev_signal_init(&sig_int, signal_cb, SIGINT);
+    ev_signal_start(loop, &sig_int);
+    ev_signal_init(&sig_term, signal_cb, SIGTERM);
+    ev_signal_start(loop, &sig_term);
+
+    struct net_options nopts;
+    config_net_options(&cfg, &nopts);
+    nopts.version = FLEETCACHED_PROTO_VERSION;
+    /* The bus hooks (on_invalidate, on_flush, substats) stay NULL until the
+     * bus is wired in. */
+    if (!net_setup(&nopts, loop, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        net_teardown();
+        cache_teardown();
+        return EXIT_OSERR;
+    }
+
+    ev_run(loop, 0);
+
+    net_teardown();
+    cache_teardown();
+    if (cfg.daemonize && cfg.pidfile != NULL)
+        unlink(cfg.pidfile);
+    log_info("exiting");
+    config_deinit(&cfg);
+    return 0;
 }

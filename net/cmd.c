@@ -1,0 +1,511 @@
+/* cmd: every classic text command, with memcached 1.6.18's token-count
+ * checks, error lines and noreply rules (any reply of a command whose last
+ * token is "noreply" is suppressed, errors included, as memcached's
+ * out_string does). The meta commands (mg ms md ma mn me) will be rows of
+ * the same table; until then they answer ERROR like any unknown command. */
+#include "net/cmd.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/stats_text.h"
+#include "src/clock.h"
+#include "src/log.h"
+
+/* What a success tells the bus. */
+enum cmd_publish {
+    PUB_NONE,       /* reads, touch, admin */
+    PUB_KEY,        /* the key changed: after success only */
+    PUB_ALWAYS,     /* delete: even on a miss, peers may hold the key */
+    PUB_FLUSH,      /* flush_all */
+};
+
+enum {
+    GET_CAS = 1,
+    GET_TOUCH = 2,
+};
+
+struct cmd_row;
+typedef void (*cmd_handler_fn)(struct conn *c, struct proto_request *req,
+                               const struct cmd_row *row);
+
+struct cmd_row {
+    const char *name;
+    size_t len;
+    cmd_handler_fn handler;
+    int arg;                    /* variant: get flags, store op, incr/decr */
+    enum cmd_publish publish;
+};
+
+static void cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_delete(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_arith(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_touch(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_flush_all(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_version(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_verbosity(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_stats(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_quit(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static void cmd_shutdown(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+
+/* name, handler, variant, publishes. Most frequent first: lookup is a scan. */
+#define CMD_TABLE(X)                                           \
+    X("get", cmd_get, 0, PUB_NONE)                             \
+    X("set", cmd_store, CACHE_SET, PUB_KEY)                    \
+    X("gets", cmd_get, GET_CAS, PUB_NONE)                      \
+    X("delete", cmd_delete, 0, PUB_ALWAYS)                     \
+    X("add", cmd_store, CACHE_ADD, PUB_KEY)                    \
+    X("replace", cmd_store, CACHE_REPLACE, PUB_KEY)            \
+    X("append", cmd_store, CACHE_APPEND, PUB_KEY)              \
+    X("prepend", cmd_store, CACHE_PREPEND, PUB_KEY)            \
+    X("cas", cmd_store, CACHE_CAS, PUB_KEY)                    \
+    X("incr", cmd_arith, 1, PUB_KEY)                           \
+    X("decr", cmd_arith, 0, PUB_KEY)                           \
+    X("touch", cmd_touch, 0, PUB_NONE)                         \
+    X("gat", cmd_get, GET_TOUCH, PUB_NONE)                     \
+    X("gats", cmd_get, GET_TOUCH | GET_CAS, PUB_NONE)          \
+    X("bget", cmd_get, 0, PUB_NONE)                            \
+    X("flush_all", cmd_flush_all, 0, PUB_FLUSH)                \
+    X("version", cmd_version, 0, PUB_NONE)                     \
+    X("verbosity", cmd_verbosity, 0, PUB_NONE)                 \
+    X("stats", cmd_stats, 0, PUB_NONE)                         \
+    X("quit", cmd_quit, 0, PUB_NONE)                           \
+    X("shutdown", cmd_shutdown, 0, PUB_NONE)
+
+static const struct cmd_row cmd_table[] = {
+#define CMD_ROW(name, handler, arg, publish) \
+    { name, sizeof(name) - 1, handler, arg, publish },
+    CMD_TABLE(CMD_ROW)
+#undef CMD_ROW
+};
+
+#define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
+/* Storage rows by op, for publishing when the data block completes. */
+static const struct cmd_row *cmd_store_rows[CACHE_CAS + 1];
+
+/* memcached's out_string: a command marked noreply says nothing at all. */
+static void
+cmd_out(struct conn *c, const char *line)
+{
+    if (c->noreply) {
+        c->noreply = false;
+        return;
+    }
+    reply_line(&c->out, line);
+}
+
+/* memcached's set_noreply_maybe: "noreply" must be the last token. */
+static bool
+cmd_noreply_maybe(struct conn *c, const struct proto_request *req)
+{
+    const struct proto_token *t = &req->tokens[req->ntokens - 2];
+    if (proto_token_is(t, "noreply"))
+        c->noreply = true;
+    return c->noreply;
+}
+
+static void
+cmd_publish(const struct conn *c, const struct cmd_row *row, bool ok,
+            const char *key, size_t nkey, bool has_hash, uint64_t hash)
+{
+    net_invalidate_fn fn = c->w->shared->opts.on_invalidate;
+    if (fn == NULL)
+        return;
+    if (row->publish == PUB_ALWAYS || (row->publish == PUB_KEY && ok))
+        fn(key, nkey, has_hash, hash);
+}
+
+void
+cmd_dispatch(struct conn *c, struct proto_request *req)
+{
+    c->noreply = false;
+    if (log_verbosity() >= LOG_DEBUG)
+        log_debug("<%d %.*s", c->fd, (int)req->line_len, req->line);
+    /* No command is shorter than two bytes (memcached). */
+    if (req->ntokens < 2 || req->tokens[0].len < 2) {
+        reply_line(&c->out, "ERROR");
+        return;
+    }
+    const struct proto_token *name = &req->tokens[0];
+    for (size_t i = 0; i < CMD_COUNT; i++) {
+        const struct cmd_row *row = &cmd_table[i];
+        if (row->len == name->len && memcmp(row->name, name->p, name->len) == 0) {
+            row->handler(c, req, row);
+            return;
+        }
+    }
+    reply_line(&c->out, "ERROR");
+}
+
+static bool
+cmd_want(struct conn *c, const struct proto_request *req, size_t a, size_t b)
+{
+    if (req->ntokens == a || req->ntokens == b)
+        return true;
+    reply_line(&c->out, "ERROR");
+    return false;
+}
+
+/* --- retrieval ---------------------------------------------------------- */
+
+static void
+cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    bool with_cas = row->arg & GET_CAS;
+    bool touch = row->arg & GET_TOUCH;
+    int32_t exptime = 0;
+    struct worker *w = c->w;
+
+    if (req->ntokens < 3) {
+        reply_line(&c->out, "ERROR");
+        return;
+    }
+    size_t k = 1;
+    if (touch) {
+        if (!proto_parse_i32(&req->tokens[1], &exptime)) {
+            cmd_out(c, "CLIENT_ERROR invalid exptime argument");
+            return;
+        }
+        k = 2;
+    }
+    uint64_t lookups = 0;
+    for (;;) {
+        for (; req->tokens[k].len != 0; k++) {
+            const struct proto_token *key = &req->tokens[k];
+            if (key->len > CACHE_KEY_MAX) {
+                /* memcached drops every reply it has not sent yet (this
+                 * command's values and earlier pipelined replies alike)
+                 * and says only this. */
+                reply_rollback(&c->out, &c->batch_mark);
+                reply_line(&c->out, "CLIENT_ERROR bad command line format");
+                goto count;
+            }
+            lookups++;
+            struct item *it = touch ? cache_get_touch(key->p, key->len, exptime)
+                                    : cache_get(key->p, key->len);
+            if (it != NULL)
+                reply_value(&c->out, it, with_cas); /* the reference moves to out */
+        }
+        if (req->rest == NULL)
+            break;
+        /* More than 23 tokens: continue where the tokenizer stopped. */
+        proto_tokenize(req, req->rest, req->rest_len);
+        k = 0;
+    }
+    reply_add(&c->out, "END\r\n", 5);
+count:
+    if (touch)
+        NET_STAT_ADD(w, cmd_touch, lookups);
+    else
+        NET_STAT_ADD(w, cmd_get, lookups);
+}
+
+/* --- storage ------------------------------------------------------------ */
+
+static void
+cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    enum cache_store_op op = (enum cache_store_op)row->arg;
+    bool is_cas = op == CACHE_CAS;
+    uint32_t flags;
+    int32_t exptime, vlen;
+    uint64_t cas_in = 0;
+
+    if (!cmd_want(c, req, is_cas ? 7 : 6, is_cas ? 8 : 7))
+        return;
+    cmd_noreply_maybe(c, req);
+    const struct proto_token *key = &req->tokens[1];
+    if (key->len > CACHE_KEY_MAX) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    if (!(proto_parse_u32(&req->tokens[2], &flags) &&
+          proto_parse_i32(&req->tokens[3], &exptime) &&
+          proto_parse_i32(&req->tokens[4], &vlen))) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    if (is_cas && !proto_parse_u64(&req->tokens[5], &cas_in)) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    if (vlen < 0 || vlen > INT_MAX - 2) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+
+    struct item *it = NULL;
+    enum cache_result r = cache_alloc(&it, key->p, key->len, flags, exptime, (uint32_t)vlen);
+    if (r != CACHE_OK) {
+        if (r == CACHE_TOO_LARGE) {
+            NET_STAT_ADD(c->w, store_too_large, 1);
+            cmd_out(c, reply_result_line(CACHE_TOO_LARGE));
+        } else {
+            NET_STAT_ADD(c->w, store_no_memory, 1);
+            cmd_out(c, reply_result_line(CACHE_NO_MEMORY));
+        }
+        /* The data block still arrives: discard it. */
+        c->state = CONN_SWALLOW;
+        c->swallow_left = (size_t)vlen + 2;
+        /* memcached will not leave the old value visible after a failed set. */
+        if (op == CACHE_SET) {
+            cache_delete(key->p, key->len);
+            cmd_publish(c, row, true, key->p, key->len, false, 0);
+        }
+        return;
+    }
+    c->nread_it = it; /* released in cmd_complete_nread or conn_destroy */
+    c->nread_dst = item_value(it);
+    c->nread_left = (size_t)vlen + 2;
+    c->nread_op = op;
+    c->nread_cas = cas_in;
+    c->nread_noreply = c->noreply;
+    c->noreply = false;
+    c->state = CONN_NREAD;
+}
+
+void
+cmd_complete_nread(struct conn *c)
+{
+    struct item *it = c->nread_it;
+    c->nread_it = NULL;
+    c->state = CONN_PARSE;
+    c->noreply = c->nread_noreply;
+    const char *value = item_value(it);
+    uint32_t nbytes = item_nbytes(it);
+    if (value[nbytes - 2] != '\r' || value[nbytes - 1] != '\n') {
+        cmd_out(c, "CLIENT_ERROR bad data chunk");
+        cache_release(&it);
+        return;
+    }
+    enum cache_store_op op = c->nread_op;
+    enum cache_result r = cache_store(it, op, c->nread_cas, NULL);
+    cmd_out(c, reply_result_line(r));
+    if (r == CACHE_OK) {
+        /* append/prepend store a combined value: it only holds the part. */
+        bool whole = op != CACHE_APPEND && op != CACHE_PREPEND;
+        cmd_publish(c, cmd_store_rows[op], true, item_key(it), item_nkey(it), whole,
+                    whole ? item_value_hash(it) : 0);
+    }
+    cache_release(&it);
+}
+
+/* --- other mutations ---------------------------------------------------- */
+
+static void
+cmd_delete(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    if (req->ntokens < 3 || req->ntokens > 5) {
+        reply_line(&c->out, "ERROR");
+        return;
+    }
+    if (req->ntokens > 3) {
+        bool hold_is_zero = proto_token_is(&req->tokens[2], "0");
+        bool sets_noreply = cmd_noreply_maybe(c, req);
+        bool valid = (req->ntokens == 4 && (hold_is_zero || sets_noreply)) ||
+                     (req->ntokens == 5 && hold_is_zero && sets_noreply);
+        if (!valid) {
+            cmd_out(c, "CLIENT_ERROR bad command line format.  "
+                       "Usage: delete <key> [noreply]");
+            return;
+        }
+    }
+    const struct proto_token *key = &req->tokens[1];
+    if (key->len > CACHE_KEY_MAX) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    enum cache_result r = cache_delete(key->p, key->len);
+    cmd_out(c, r == CACHE_OK ? "DELETED" : reply_result_line(r));
+    cmd_publish(c, row, r == CACHE_OK, key->p, key->len, false, 0);
+}
+
+static void
+cmd_arith(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    uint64_t delta, result;
+    if (!cmd_want(c, req, 4, 5))
+        return;
+    cmd_noreply_maybe(c, req);
+    const struct proto_token *key = &req->tokens[1];
+    if (key->len > CACHE_KEY_MAX) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    if (!proto_parse_u64(&req->tokens[2], &delta)) {
+        cmd_out(c, "CLIENT_ERROR invalid numeric delta argument");
+        return;
+    }
+    enum cache_result r = cache_arith(key->p, key->len, row->arg != 0, delta, &result);
+    switch (r) {
+    case CACHE_OK: {
+        char num[24];
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)result);
+        cmd_out(c, num);
+        /* The stored bytes may be space-padded in place: no value hash. */
+        cmd_publish(c, row, true, key->p, key->len, false, 0);
+        break;
+    }
+    case CACHE_NO_MEMORY:
+        cmd_out(c, "SERVER_ERROR out of memory");
+        break;
+    default:
+        cmd_out(c, reply_result_line(r));
+        break;
+    }
+}
+
+static void
+cmd_touch(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    int32_t exptime;
+    if (!cmd_want(c, req, 4, 5))
+        return;
+    cmd_noreply_maybe(c, req);
+    const struct proto_token *key = &req->tokens[1];
+    if (key->len > CACHE_KEY_MAX) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    if (!proto_parse_i32(&req->tokens[2], &exptime)) {
+        cmd_out(c, "CLIENT_ERROR invalid exptime argument");
+        return;
+    }
+    NET_STAT_ADD(c->w, cmd_touch, 1);
+    enum cache_result r = cache_touch(key->p, key->len, exptime);
+    cmd_out(c, r == CACHE_OK ? "TOUCHED" : reply_result_line(r));
+}
+
+static void
+cmd_flush_all(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    int32_t exptime = 0;
+    if (req->ntokens < 2 || req->ntokens > 4) {
+        reply_line(&c->out, "ERROR");
+        return;
+    }
+    cmd_noreply_maybe(c, req);
+    NET_STAT_ADD(c->w, cmd_flush, 1);
+    if (!c->w->shared->opts.flush_enabled) {
+        cmd_out(c, "CLIENT_ERROR flush_all not allowed");
+        return;
+    }
+    if (req->ntokens != (c->noreply ? 3u : 2u)) {
+        if (!proto_parse_i32(&req->tokens[1], &exptime)) {
+            cmd_out(c, "CLIENT_ERROR invalid exptime argument");
+            return;
+        }
+    }
+    /* memcached treats zero and negative delays alike: now. */
+    int64_t delay = exptime > 0 ? exptime : 0;
+    cache_flush(delay);
+    if (c->w->shared->opts.on_flush != NULL && row->publish == PUB_FLUSH)
+        c->w->shared->opts.on_flush(delay);
+    cmd_out(c, "OK");
+}
+
+/* --- administration ----------------------------------------------------- */
+
+static void
+cmd_version(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    reply_printf(&c->out, "VERSION %s\r\n", c->w->shared->opts.version);
+}
+
+static void
+cmd_verbosity(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    uint32_t level;
+    if (!cmd_want(c, req, 3, 4))
+        return;
+    cmd_noreply_maybe(c, req);
+    if (!proto_parse_u32(&req->tokens[1], &level)) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    log_setup(level > LOG_DEBUG ? LOG_DEBUG : (int)level);
+    cmd_out(c, "OK");
+}
+
+static void
+cmd_quit(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    c->close_after_write = true;
+}
+
+static void
+cmd_shutdown(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    if (!c->w->shared->opts.shutdown_enabled) {
+        reply_line(&c->out, "ERROR: shutdown not enabled");
+        return;
+    }
+    if (req->ntokens == 2 ||
+        (req->ntokens == 3 && proto_token_is(&req->tokens[1], "graceful"))) {
+        /* The main thread owns shutdown; workers block these signals. */
+        c->dead = true;
+        kill(getpid(), req->ntokens == 2 ? SIGINT : SIGTERM);
+        return;
+    }
+    reply_line(&c->out, "CLIENT_ERROR invalid shutdown mode");
+}
+
+static void
+cmd_stats_detail(struct conn *c, const struct proto_request *req)
+{
+    /* Per-prefix stats are not kept; the sub-command answers as memcached's
+     * does with nothing recorded. */
+    if (req->ntokens < 4) {
+        reply_line(&c->out, "CLIENT_ERROR usage: stats detail on|off|dump");
+    } else if (proto_token_is(&req->tokens[2], "on") ||
+               proto_token_is(&req->tokens[2], "off")) {
+        reply_line(&c->out, "OK");
+    } else if (proto_token_is(&req->tokens[2], "dump")) {
+        reply_line(&c->out, "END");
+    } else {
+        reply_line(&c->out, "CLIENT_ERROR usage: stats detail on|off|dump");
+    }
+}
+
+static void
+cmd_stats(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    struct net_shared *sh = c->w->shared;
+    if (req->ntokens == 2) {
+        stats_text_general(sh, &c->out);
+        return;
+    }
+    const struct proto_token *sub = &req->tokens[1];
+    if (proto_token_is(sub, "reset")) {
+        stats_text_reset(sh);
+        reply_line(&c->out, "RESET");
+    } else if (proto_token_is(sub, "detail")) {
+        cmd_stats_detail(c, req);
+    } else if (proto_token_is(sub, "settings")) {
+        stats_text_settings(sh, &c->out);
+    } else if (proto_token_is(sub, "items")) {
+        stats_text_items(&c->out);
+    } else if (proto_token_is(sub, "slabs")) {
+        stats_text_slabs(&c->out);
+    } else if (proto_token_is(sub, "sizes")) {
+        stats_text_sizes(sh, &c->out);
+    } else if (proto_token_is(sub, "conns")) {
+        stats_text_conns(sh, &c->out);
+    } else if (!stats_text_sub(sh, sub->p, sub->len, &c->out)) {
+        reply_line(&c->out, "ERROR");
+    }
+}
+
+/* Fills the op -> row map once at load time, so CMD_TABLE stays the single
+ * source of which storage command publishes what. */
+static void __attribute__((constructor))
+cmd_table_index(void)
+{
+    for (size_t i = 0; i < CMD_COUNT; i++)
+        if (cmd_table[i].handler == cmd_store)
+            cmd_store_rows[cmd_table[i].arg] = &cmd_table[i];
+}

@@ -1,0 +1,399 @@
+/* conn: the per-connection state machine. One pass (conn_run) reads, parses
+ * every complete command in the buffer (pipelining), then sends everything
+ * those commands queued with writev. Invariants: while output is pending the
+ * socket is not read (back-pressure), and a connection is destroyed only at
+ * the top of one of its own watcher callbacks, never in the middle of a pass. */
+#include "net/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "net/cmd.h"
+#include "net/proto.h"
+#include "src/clock.h"
+#include "src/log.h"
+
+/* memcached's read buffer size: a typical pipelined batch fits at once. */
+#define CONN_RBUF_INIT (16 * 1024)
+/* A multiget line may grow the buffer this far; beyond it the client gets
+ * "CLIENT_ERROR line too long" and is closed (memcached grows without end). */
+#define CONN_LINE_MAX (1024 * 1024)
+/* Back-pressure bound: once this much output is queued and unsent, stop
+ * parsing and write; if the socket will not take it, stop reading. */
+#define CONN_OUT_HIGH (1024 * 1024)
+
+enum conn_stop {
+    STOP_WAIT_READ,     /* need bytes the socket does not have yet */
+    STOP_FULL,          /* output above CONN_OUT_HIGH: send first */
+    STOP_YIELD,         /* -R requests done in this pass */
+    STOP_CLOSE,         /* quit, EOF, fatal error: close after sending */
+};
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+static void
+conn_set_events(struct conn *c, unsigned events)
+{
+    if (c->io_events == events)
+        return;
+    ev_io_stop(c->w->loop, &c->io);
+    ev_io_set(&c->io, c->fd, (int)events);
+    if (events)
+        ev_io_start(c->w->loop, &c->io);
+    c->io_events = events;
+}
+
+static void
+conn_peer_name(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "";
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0) {
+        snprintf(c->peer, sizeof(c->peer), "unknown");
+        return;
+    }
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(c->peer, sizeof(c->peer), "tcp:%s:%u", host, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(c->peer, sizeof(c->peer), "tcp6:[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unix:%s", c->listen_name + 5);
+    }
+}
+
+bool
+conn_create(struct worker *w, int fd, const char *listen_name)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    char *rbuf = malloc(CONN_RBUF_INIT);
+    if (c == NULL || rbuf == NULL) {
+        free(c);
+        free(rbuf);
+        close(fd);
+        atomic_fetch_sub(&w->shared->curr_conns, 1);
+        return false;
+    }
+    c->fd = fd;
+    c->w = w;
+    c->rbuf = rbuf;
+    c->rcap = CONN_RBUF_INIT;
+    c->listen_name = listen_name;
+    c->state = CONN_PARSE;
+    atomic_store(&c->last_cmd_time, clock_now());
+    reply_buf_init(&c->out);
+    conn_peer_name(c);
+
+    ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+    c->io.data = c;
+    c->io_events = EV_READ;
+    ev_io_start(w->loop, &c->io);
+    ev_init(&c->idle, conn_idle_cb);
+    c->idle.data = c;
+    unsigned idle = w->shared->opts.idle_timeout;
+    if (idle > 0) {
+        ev_timer_set(&c->idle, (double)idle, 0.);
+        ev_timer_start(w->loop, &c->idle);
+    }
+
+    pthread_mutex_lock(&w->conns_lock);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    pthread_mutex_unlock(&w->conns_lock);
+    return true;
+}
+
+void
+conn_destroy(struct conn *c)
+{
+    struct worker *w = c->w;
+    pthread_mutex_lock(&w->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    pthread_mutex_unlock(&w->conns_lock);
+
+    ev_io_stop(w->loop, &c->io);
+    ev_timer_stop(w->loop, &c->idle);
+    cache_release(&c->nread_it);
+    reply_buf_deinit(&c->out);
+    close(c->fd);
+    free(c->rbuf);
+    free(c);
+    atomic_fetch_sub(&w->shared->curr_conns, 1);
+    net_worker_conn_gone(w);
+}
+
+/* Makes room after rend for at least one more read; false when the line
+ * being assembled has outgrown CONN_LINE_MAX. */
+static bool
+conn_rbuf_room(struct conn *c)
+{
+    if (c->rstart == c->rend) {
+        c->rstart = c->rend = 0;
+    } else if (c->rstart > 0 && c->rcap - c->rend < c->rcap / 4) {
+        memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+        c->rend -= c->rstart;
+        c->rstart = 0;
+    }
+    if (c->rend < c->rcap)
+        return true;
+    if (c->rcap >= CONN_LINE_MAX)
+        return false;
+    size_t ncap = c->rcap * 2;
+    char *p = realloc(c->rbuf, ncap);
+    if (p == NULL)
+        return false;
+    c->rbuf = p;
+    c->rcap = ncap;
+    return true;
+}
+
+/* A buffer that grew for one long multiget goes back to its normal size
+ * once drained, so idle connections stay small. */
+static void
+conn_rbuf_shrink(struct conn *c)
+{
+    if (c->rcap <= CONN_RBUF_INIT || c->rend - c->rstart > CONN_RBUF_INIT / 2)
+        return;
+    size_t n = c->rend - c->rstart;
+    memmove(c->rbuf, c->rbuf + c->rstart, n);
+    char *p = realloc(c->rbuf, CONN_RBUF_INIT);
+    if (p != NULL) {
+        c->rbuf = p;
+        c->rcap = CONN_RBUF_INIT;
+    }
+    c->rstart = 0;
+    c->rend = n;
+}
+
+/* read(2) into dst; >0 bytes, 0 would block, -1 EOF or error (c->dead or
+ * close_after_write set). */
+static ssize_t
+conn_read(struct conn *c, char *dst, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(c->fd, dst, len);
+        if (n > 0) {
+            NET_STAT_ADD(c->w, bytes_read, (uint64_t)n);
+            return n;
+        }
+        if (n == 0) {
+            /* EOF: still send what earlier commands queued, then close. */
+            c->close_after_write = true;
+            return -1;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        c->dead = true;
+        return -1;
+    }
+}
+
+/* Moves data-block bytes (NREAD into the item, SWALLOW into nowhere) from
+ * the buffer, then straight from the socket. True when the block is done. */
+static bool
+conn_fill_block(struct conn *c, enum conn_stop *stop)
+{
+    bool into_item = c->state == CONN_NREAD;
+    size_t *left = into_item ? &c->nread_left : &c->swallow_left;
+    size_t avail = c->rend - c->rstart;
+    size_t n = avail < *left ? avail : *left;
+    if (n > 0) {
+        if (into_item) {
+            memcpy(c->nread_dst, c->rbuf + c->rstart, n);
+            c->nread_dst += n;
+        }
+        c->rstart += n;
+        *left -= n;
+    }
+    while (*left > 0) {
+        char *dst = into_item ? c->nread_dst : c->w->scratch;
+        size_t want = into_item ? *left
+                                : (*left < sizeof(c->w->scratch) ? *left : sizeof(c->w->scratch));
+        ssize_t got = conn_read(c, dst, want);
+        if (got <= 0) {
+            *stop = got == 0 ? STOP_WAIT_READ : STOP_CLOSE;
+            return false;
+        }
+        if (into_item)
+            c->nread_dst += got;
+        *left -= (size_t)got;
+    }
+    return true;
+}
+
+/* Parses and runs commands until input runs out, output is above the
+ * bound, the -R budget is spent, or the connection must close. */
+static enum conn_stop
+conn_process(struct conn *c)
+{
+    unsigned budget = c->w->shared->opts.reqs_per_event;
+    unsigned reqs = 0;
+    struct proto_request req;
+    enum conn_stop stop = STOP_WAIT_READ;
+
+    reply_mark(&c->out, &c->batch_mark);
+
+    for (;;) {
+        if (c->dead || c->close_after_write)
+            return STOP_CLOSE;
+        if (c->out.oom) {
+            c->dead = true;
+            return STOP_CLOSE;
+        }
+        if (c->out.pending > CONN_OUT_HIGH)
+            return STOP_FULL;
+        if (c->state != CONN_PARSE) {
+            if (!conn_fill_block(c, &stop))
+                return stop;
+            if (c->state == CONN_NREAD)
+                cmd_complete_nread(c);
+            else
+                c->state = CONN_PARSE;
+            reqs++;
+            continue;
+        }
+        size_t avail = c->rend - c->rstart;
+        if (avail > 0) {
+            if (reqs >= budget) {
+                NET_STAT_ADD(c->w, conn_yields, 1);
+                return STOP_YIELD;
+            }
+            switch (proto_parse_line(c->rbuf + c->rstart, avail, &req)) {
+            case PROTO_OK:
+                c->rstart += req.consumed;
+                atomic_store_explicit(&c->last_cmd_time, clock_now(), memory_order_relaxed);
+                cmd_dispatch(c, &req);
+                reqs++;
+                continue;
+            case PROTO_JUNK:
+                /* memcached closes without a word on junk without a newline. */
+                c->dead = true;
+                return STOP_CLOSE;
+            case PROTO_NEED_MORE:
+                break;
+            }
+        }
+        conn_rbuf_shrink(c);
+        if (!conn_rbuf_room(c)) {
+            reply_line(&c->out, "CLIENT_ERROR line too long");
+            c->close_after_write = true;
+            return STOP_CLOSE;
+        }
+        ssize_t got = conn_read(c, c->rbuf + c->rend, c->rcap - c->rend);
+        if (got == 0)
+            return STOP_WAIT_READ;
+        if (got < 0)
+            return STOP_CLOSE;
+        c->rend += (size_t)got;
+    }
+}
+
+/* Sends queued output. False when the socket is full (or dead). */
+static bool
+conn_flush(struct conn *c)
+{
+    if (reply_empty(&c->out))
+        return true;
+    uint64_t written = 0;
+    enum reply_send_result r = reply_send(&c->out, c->fd, &written);
+    NET_STAT_ADD(c->w, bytes_written, written);
+    if (r == REPLY_ERROR)
+        c->dead = true;
+    return r == REPLY_SENT;
+}
+
+/* One pass; destroys c when it is finished with. */
+static void
+conn_run(struct conn *c)
+{
+    for (;;) {
+        if (!c->dead && !conn_flush(c)) {
+            if (c->dead)
+                break;
+            conn_set_events(c, EV_WRITE); /* back-pressure: no reading */
+            atomic_store_explicit(&c->stat_state, CONN_STAT_MWRITE, memory_order_relaxed);
+            return;
+        }
+        if (c->dead)
+            break;
+        if (c->close_after_write || c->w->stopping)
+            break;
+        enum conn_stop stop = conn_process(c);
+        if (stop == STOP_FULL)
+            continue;
+        if (!c->dead && !conn_flush(c)) {
+            if (c->dead)
+                break;
+            conn_set_events(c, EV_WRITE);
+            atomic_store_explicit(&c->stat_state, CONN_STAT_MWRITE, memory_order_relaxed);
+            return;
+        }
+        if (stop == STOP_CLOSE || c->dead)
+            break;
+        conn_set_events(c, EV_READ);
+        if (stop == STOP_YIELD)
+            ev_feed_event(c->w->loop, &c->io, EV_READ); /* come back after others */
+        atomic_store_explicit(&c->stat_state, c->state, memory_order_relaxed);
+        return;
+    }
+    conn_destroy(c);
+}
+
+static void
+conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    conn_run(io->data);
+}
+
+static void
+conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct conn *c = t->data;
+    unsigned timeout = c->w->shared->opts.idle_timeout;
+    uint32_t last = atomic_load_explicit(&c->last_cmd_time, memory_order_relaxed);
+    uint32_t now = clock_now();
+    uint32_t idle = now - last;
+    /* Mid-value or mid-reply the client is not idle, it is slow: wait. */
+    if (idle >= timeout && c->state == CONN_PARSE && reply_empty(&c->out)) {
+        log_info("closing idle connection %d", c->fd);
+        conn_destroy(c);
+        return;
+    }
+    double again = idle >= timeout ? (double)timeout : (double)(timeout - idle);
+    ev_timer_set(t, again, 0.);
+    ev_timer_start(loop, t);
+}
+
+void
+conn_begin_shutdown(struct conn *c)
+{
+    if (reply_empty(&c->out)) {
+        conn_destroy(c);
+        return;
+    }
+    c->close_after_write = true;
+    conn_set_events(c, EV_WRITE);
+}

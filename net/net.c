@@ -1,0 +1,264 @@
+/* net: set-up, the worker threads and the hand-off from the acceptor. Each
+ * worker owns a libev loop and every connection on it; the only things
+ * crossing threads are the hand-off queue (mutex + ev_async), the shared
+ * atomics in struct net_shared and the per-worker conns list (for stats). */
+#include "net/net.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/conn.h"
+#include "net/listener.h"
+#include "src/log.h"
+
+/* Workers get this long to flush in-flight replies at shutdown. */
+#define NET_STOP_DEADLINE 2.0
+
+static struct net_shared shared;
+static struct ev_loop *main_loop;
+static ev_async stopped_async;     /* a worker finished (main loop) */
+static _Atomic unsigned workers_running;
+static unsigned next_worker;
+static void (*stopped_done)(void *);
+static void *stopped_arg;
+static bool set_up;
+
+void
+net_dispatch(int fd, const char *listen_name)
+{
+    struct worker *w = &shared.workers[next_worker++ % shared.nworkers];
+    pthread_mutex_lock(&w->queue_lock);
+    if (w->queue_len == w->queue_cap) {
+        size_t ncap = w->queue_cap ? w->queue_cap * 2 : 64;
+        struct worker_handoff *q = realloc(w->queue, ncap * sizeof(*q));
+        if (q == NULL) {
+            pthread_mutex_unlock(&w->queue_lock);
+            close(fd);
+            atomic_fetch_sub(&shared.curr_conns, 1);
+            return;
+        }
+        w->queue = q;
+        w->queue_cap = ncap;
+    }
+    w->queue[w->queue_len++] = (struct worker_handoff){ fd, listen_name };
+    pthread_mutex_unlock(&w->queue_lock);
+    ev_async_send(w->loop, &w->wake);
+}
+
+static void
+worker_close_all(struct worker *w)
+{
+    while (w->conns != NULL)
+        conn_destroy(w->conns);
+}
+
+static void
+worker_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    worker_close_all(w);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+void
+net_worker_conn_gone(struct worker *w)
+{
+    if (w->stopping && w->nconns == 0)
+        ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void
+worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = a->data;
+    struct worker_handoff batch[64];
+    for (;;) {
+        size_t n = 0;
+        pthread_mutex_lock(&w->queue_lock);
+        while (n < 64 && w->queue_len > 0) {
+            batch[n++] = w->queue[0];
+            memmove(w->queue, w->queue + 1, (w->queue_len - 1) * sizeof(*w->queue));
+            w->queue_len--;
+        }
+        pthread_mutex_unlock(&w->queue_lock);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            if (w->stopping) {
+                close(batch[i].fd);
+                atomic_fetch_sub(&shared.curr_conns, 1);
+            } else {
+                conn_create(w, batch[i].fd, batch[i].listen_name);
+            }
+        }
+    }
+    if (w->stopping && !ev_is_active(&w->stop_deadline)) {
+        /* conn_begin_shutdown may destroy: walk a snapshot of the list. */
+        struct conn *c = w->conns;
+        while (c != NULL) {
+            struct conn *next = c->next;
+            conn_begin_shutdown(c);
+            c = next;
+        }
+        if (w->nconns == 0) {
+            ev_break(loop, EVBREAK_ALL);
+            return;
+        }
+        ev_timer_set(&w->stop_deadline, NET_STOP_DEADLINE, 0.);
+        ev_timer_start(loop, &w->stop_deadline);
+    }
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+    ev_run(w->loop, 0);
+    worker_close_all(w);
+    atomic_fetch_sub(&workers_running, 1);
+    ev_async_send(main_loop, &stopped_async);
+    return NULL;
+}
+
+static void
+net_stopped_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    if (atomic_load(&workers_running) == 0 && stopped_done != NULL) {
+        void (*done)(void *) = stopped_done;
+        stopped_done = NULL;
+        done(stopped_arg);
+    }
+}
+
+bool
+net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_t errlen)
+{
+    memset(&shared, 0, sizeof(shared));
+    shared.opts = *opts;
+    if (shared.opts.threads == 0)
+        shared.opts.threads = 1;
+    if (shared.opts.reqs_per_event == 0)
+        shared.opts.reqs_per_event = 20;
+    if (shared.opts.version == NULL)
+        shared.opts.version = "unknown";
+    shared.started = time(NULL);
+    pthread_mutex_init(&shared.reset_lock, NULL);
+    main_loop = loop;
+
+    if (!listener_open(&shared, err, errlen)) {
+        listener_close();
+        return false;
+    }
+
+    shared.nworkers = shared.opts.threads;
+    shared.workers = calloc(shared.nworkers, sizeof(*shared.workers));
+    if (shared.workers == NULL) {
+        snprintf(err, errlen, "out of memory starting %u worker threads", shared.nworkers);
+        listener_close();
+        return false;
+    }
+    ev_async_init(&stopped_async, net_stopped_cb);
+    ev_async_start(loop, &stopped_async);
+
+    /* Workers block the shutdown signals: the main loop handles them. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigaddset(&block, SIGPIPE);
+    sigaddset(&block, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (unsigned i = 0; i < shared.nworkers; i++) {
+        struct worker *w = &shared.workers[i];
+        w->id = i;
+        w->shared = &shared;
+        w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+        if (w->loop == NULL) {
+            snprintf(err, errlen, "failed to create the event loop of worker %u", i);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            shared.nworkers = i;
+            return false;
+        }
+        pthread_mutex_init(&w->queue_lock, NULL);
+        pthread_mutex_init(&w->conns_lock, NULL);
+        ev_async_init(&w->wake, worker_wake_cb);
+        w->wake.data = w;
+        ev_async_start(w->loop, &w->wake);
+        ev_init(&w->stop_deadline, worker_deadline_cb);
+        w->stop_deadline.data = w;
+        atomic_fetch_add(&workers_running, 1);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            atomic_fetch_sub(&workers_running, 1);
+            snprintf(err, errlen, "failed to start worker thread %u", i);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            ev_loop_destroy(w->loop);
+            shared.nworkers = i;
+            return false;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    listener_start(loop);
+    set_up = true;
+    log_info("listening with %u worker threads", shared.nworkers);
+    return true;
+}
+
+void
+net_shutdown(void (*done)(void *arg), void *arg)
+{
+    listener_close();
+    stopped_done = done;
+    stopped_arg = arg;
+    for (unsigned i = 0; i < shared.nworkers; i++) {
+        struct worker *w = &shared.workers[i];
+        /* stopping is read on the worker only after the async wakes it;
+         * ev_async_send is a full barrier. */
+        w->stopping = true;
+        ev_async_send(w->loop, &w->wake);
+    }
+    if (shared.nworkers == 0 || atomic_load(&workers_running) == 0)
+        ev_async_send(main_loop, &stopped_async);
+}
+
+void
+net_teardown(void)
+{
+    if (!set_up && shared.workers == NULL)
+        return;
+    for (unsigned i = 0; i < shared.nworkers; i++) {
+        struct worker *w = &shared.workers[i];
+        if (!w->stopping) {
+            w->stopping = true;
+            ev_async_send(w->loop, &w->wake);
+        }
+    }
+    for (unsigned i = 0; i < shared.nworkers; i++) {
+        struct worker *w = &shared.workers[i];
+        pthread_join(w->thread, NULL);
+        for (size_t q = 0; q < w->queue_len; q++)
+            close(w->queue[q].fd);
+        free(w->queue);
+        ev_loop_destroy(w->loop);
+        pthread_mutex_destroy(&w->queue_lock);
+        pthread_mutex_destroy(&w->conns_lock);
+    }
+    listener_close();
+    if (main_loop != NULL)
+        ev_async_stop(main_loop, &stopped_async);
+    free(shared.workers);
+    shared.workers = NULL;
+    shared.nworkers = 0;
+    pthread_mutex_destroy(&shared.reset_lock);
+    set_up = false;
+}
+
+int
+net_bound_port(void)
+{
+    return listener_port();
+}

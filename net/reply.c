@@ -1,0 +1,323 @@
+/* reply: output assembly and writev. Invariant: every item in items[] is
+ * referenced exactly once by this buffer and is released only after the last
+ * byte pointing into it has been written (or the connection is discarded). */
+#include "net/reply.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+#define REPLY_TEXT_INIT 2048
+/* A buffer that grew past this for one big reply (stats, a huge multiget)
+ * is given back once drained, so idle connections stay small. */
+#define REPLY_TEXT_KEEP (64 * 1024)
+#define REPLY_SEGS_KEEP 256
+
+/* One table: each cache result's protocol line. CACHE_OK's line is the
+ * storage commands' one; delete and touch say DELETED / TOUCHED instead. */
+#define REPLY_RESULT_LINES(X)                                                  \
+    X(CACHE_OK, "STORED")                                                      \
+    X(CACHE_MISS, "NOT_FOUND")                                                 \
+    X(CACHE_EXISTS, "EXISTS")                                                  \
+    X(CACHE_NOT_STORED, "NOT_STORED")                                          \
+    X(CACHE_TOO_LARGE, "SERVER_ERROR object too large for cache")              \
+    X(CACHE_NO_MEMORY, "SERVER_ERROR out of memory storing object")            \
+    X(CACHE_NOT_NUMBER, "CLIENT_ERROR cannot increment or decrement non-numeric value") \
+    X(CACHE_BAD_KEY, "CLIENT_ERROR bad command line format")
+
+static const char *const reply_lines[CACHE_RESULT_COUNT] = {
+#define REPLY_LINE_ENTRY(result, line) [result] = line,
+    REPLY_RESULT_LINES(REPLY_LINE_ENTRY)
+#undef REPLY_LINE_ENTRY
+};
+
+const char *
+reply_result_line(enum cache_result r)
+{
+    if ((unsigned)r >= CACHE_RESULT_COUNT || reply_lines[r] == NULL)
+        return "SERVER_ERROR unhandled result";
+    return reply_lines[r];
+}
+
+void
+reply_buf_init(struct reply_buf *rb)
+{
+    memset(rb, 0, sizeof(*rb));
+}
+
+static void
+reply_release_items(struct reply_buf *rb)
+{
+    for (size_t i = 0; i < rb->nitems; i++)
+        cache_release(&rb->items[i]);
+    rb->nitems = 0;
+}
+
+void
+reply_buf_deinit(struct reply_buf *rb)
+{
+    reply_release_items(rb);
+    free(rb->text);
+    free(rb->segs);
+    free(rb->items);
+    memset(rb, 0, sizeof(*rb));
+}
+
+static bool
+reply_grow(void **p, size_t *cap, size_t need, size_t elem, size_t init)
+{
+    if (need <= *cap)
+        return true;
+    size_t n = *cap ? *cap : init;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (q == NULL)
+        return false;
+    *p = q;
+    *cap = n;
+    return true;
+}
+
+static bool
+reply_push_seg(struct reply_buf *rb, const char *ptr, size_t off, size_t len)
+{
+    /* Text right after text merges into one iovec. */
+    if (ptr == NULL && rb->nsegs > rb->seg_done) {
+        struct reply_seg *last = &rb->segs[rb->nsegs - 1];
+        if (last->ptr == NULL && last->off + last->len == off) {
+            last->len += len;
+            rb->pending += len;
+            return true;
+        }
+    }
+    if (!reply_grow((void **)&rb->segs, &rb->segs_cap, rb->nsegs + 1,
+                    sizeof(*rb->segs), 16)) {
+        rb->oom = true;
+        return false;
+    }
+    rb->segs[rb->nsegs++] = (struct reply_seg){ .ptr = ptr, .off = off, .len = len };
+    rb->pending += len;
+    return true;
+}
+
+/* Reserves len bytes at the end of the text buffer; NULL on OOM. */
+static char *
+reply_reserve(struct reply_buf *rb, size_t len)
+{
+    if (!reply_grow((void **)&rb->text, &rb->text_cap, rb->text_len + len, 1,
+                    REPLY_TEXT_INIT)) {
+        rb->oom = true;
+        return NULL;
+    }
+    return rb->text + rb->text_len;
+}
+
+static void
+reply_commit(struct reply_buf *rb, size_t len)
+{
+    size_t off = rb->text_len;
+    rb->text_len += len;
+    if (!reply_push_seg(rb, NULL, off, len))
+        rb->text_len = off;
+}
+
+void
+reply_add(struct reply_buf *rb, const char *s, size_t len)
+{
+    if (len == 0)
+        return;
+    char *dst = reply_reserve(rb, len);
+    if (dst == NULL)
+        return;
+    memcpy(dst, s, len);
+    reply_commit(rb, len);
+}
+
+void
+reply_line(struct reply_buf *rb, const char *line)
+{
+    size_t len = strlen(line);
+    char *dst = reply_reserve(rb, len + 2);
+    if (dst == NULL)
+        return;
+    memcpy(dst, line, len);
+    dst[len] = '\r';
+    dst[len + 1] = '\n';
+    reply_commit(rb, len + 2);
+}
+
+void
+reply_printf(struct reply_buf *rb, const char *fmt, ...)
+{
+    va_list ap;
+    char *dst = reply_reserve(rb, 256);
+    if (dst == NULL)
+        return;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, 256, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n >= 256) {
+        dst = reply_reserve(rb, (size_t)n + 1);
+        if (dst == NULL)
+            return;
+        va_start(ap, fmt);
+        vsnprintf(dst, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    reply_commit(rb, (size_t)n);
+}
+
+/* Decimal digits of v written backwards ending at end; returns the start. */
+static char *
+reply_utoa(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
+void
+reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
+{
+    if (!reply_grow((void **)&rb->items, &rb->items_cap, rb->nitems + 1,
+                    sizeof(*rb->items), 16)) {
+        rb->oom = true;
+        cache_release(&it);
+        return;
+    }
+    uint8_t nkey = item_nkey(it);
+    /* "VALUE " key " " flags " " bytes [" " cas] "\r\n" */
+    char *dst = reply_reserve(rb, 6 + nkey + 1 + 10 + 1 + 10 + 1 + 20 + 2);
+    if (dst == NULL) {
+        cache_release(&it);
+        return;
+    }
+    char *p = dst;
+    memcpy(p, "VALUE ", 6);
+    p += 6;
+    memcpy(p, item_key(it), nkey);
+    p += nkey;
+    char num[24];
+    char *end = num + sizeof(num);
+    char *s;
+    *p++ = ' ';
+    s = reply_utoa(end, item_flags(it));
+    memcpy(p, s, (size_t)(end - s));
+    p += end - s;
+    *p++ = ' ';
+    uint32_t nbytes = item_nbytes(it);
+    s = reply_utoa(end, nbytes - 2);
+    memcpy(p, s, (size_t)(end - s));
+    p += end - s;
+    if (with_cas) {
+        *p++ = ' ';
+        s = reply_utoa(end, item_cas(it));
+        memcpy(p, s, (size_t)(end - s));
+        p += end - s;
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    reply_commit(rb, (size_t)(p - dst));
+    if (!reply_push_seg(rb, item_value(it), 0, nbytes)) {
+        cache_release(&it);
+        return;
+    }
+    rb->items[rb->nitems++] = it; /* released in reply_release_items once sent */
+}
+
+void
+reply_mark(const struct reply_buf *rb, struct reply_mark *m)
+{
+    m->text_len = rb->text_len;
+    m->nsegs = rb->nsegs;
+    m->last_len = rb->nsegs ? rb->segs[rb->nsegs - 1].len : 0;
+    m->nitems = rb->nitems;
+    m->pending = rb->pending;
+}
+
+void
+reply_rollback(struct reply_buf *rb, const struct reply_mark *m)
+{
+    for (size_t i = m->nitems; i < rb->nitems; i++)
+        cache_release(&rb->items[i]);
+    rb->nitems = m->nitems;
+    rb->nsegs = m->nsegs;
+    if (m->nsegs)
+        rb->segs[m->nsegs - 1].len = m->last_len; /* undo a text merge */
+    rb->text_len = m->text_len;
+    rb->pending = m->pending;
+}
+
+static void
+reply_reset(struct reply_buf *rb)
+{
+    reply_release_items(rb);
+    rb->nsegs = rb->seg_done = rb->seg_off = 0;
+    rb->text_len = 0;
+    rb->pending = 0;
+    rb->oom = false;
+    if (rb->text_cap > REPLY_TEXT_KEEP) {
+        free(rb->text);
+        rb->text = NULL;
+        rb->text_cap = 0;
+    }
+    if (rb->segs_cap > REPLY_SEGS_KEEP) {
+        free(rb->segs);
+        rb->segs = NULL;
+        rb->segs_cap = 0;
+    }
+}
+
+enum reply_send_result
+reply_send(struct reply_buf *rb, int fd, uint64_t *written)
+{
+    struct iovec iov[IOV_MAX];
+    while (rb->pending > 0) {
+        int n = 0;
+        for (size_t i = rb->seg_done; i < rb->nsegs && n < IOV_MAX; i++, n++) {
+            const struct reply_seg *sg = &rb->segs[i];
+            const char *base = sg->ptr ? sg->ptr : rb->text + sg->off;
+            size_t skip = i == rb->seg_done ? rb->seg_off : 0;
+            iov[n].iov_base = (void *)(base + skip);
+            iov[n].iov_len = sg->len - skip;
+        }
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return REPLY_AGAIN;
+            return REPLY_ERROR;
+        }
+        *written += (uint64_t)w;
+        rb->pending -= (size_t)w;
+        size_t left = (size_t)w;
+        while (left > 0) {
+            struct reply_seg *sg = &rb->segs[rb->seg_done];
+            size_t rem = sg->len - rb->seg_off;
+            if (left < rem) {
+                rb->seg_off += left;
+                left = 0;
+            } else {
+                left -= rem;
+                rb->seg_done++;
+                rb->seg_off = 0;
+            }
+        }
+    }
+    reply_reset(rb);
+    return REPLY_SENT;
+}
