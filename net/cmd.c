@@ -253,7 +253,7 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         c->swallow_left = (size_t)vlen + 2;
         /* memcached will not leave the old value visible after a failed set. */
         if (op == CACHE_SET) {
-            cache_delete(key->p, key->len);
+            cache_drop(key->p, key->len, false, 0); /* uncounted, as memcached */
             cmd_publish(c, row, true, key->p, key->len, false, 0);
         }
         return;

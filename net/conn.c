@@ -376,13 +376,16 @@ conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     uint32_t last = atomic_load_explicit(&c->last_cmd_time, memory_order_relaxed);
     uint32_t now = clock_now();
     uint32_t idle = now - last;
-    /* Mid-value or mid-reply the client is not idle, it is slow: wait. */
-    if (idle >= timeout && c->state == CONN_PARSE && reply_empty(&c->out)) {
+    /* Whole seconds: idle only when strictly more than the timeout has
+     * passed (as memcached), or a tick right after a command would kick a
+     * busy client. Mid-value or mid-reply it is slow, not idle: wait. */
+    if (idle > timeout && c->state == CONN_PARSE && reply_empty(&c->out)) {
         log_info("closing idle connection %d", c->fd);
+        NET_STAT_ADD(c->w, idle_kicks, 1);
         conn_destroy(c);
         return;
     }
-    double again = idle >= timeout ? (double)timeout : (double)(timeout - idle);
+    double again = idle > timeout ? 1. : (double)(timeout - idle + 1);
     ev_timer_set(t, again, 0.);
     ev_timer_start(loop, t);
 }

@@ -27,7 +27,8 @@
     X(cmd_flush)            \
     X(store_too_large)      \
     X(store_no_memory)      \
-    X(conn_yields)
+    X(conn_yields)          \
+    X(idle_kicks)
 
 struct net_thread_stats {
 #define NET_STAT_FIELD(name) _Atomic uint64_t name;

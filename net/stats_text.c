@@ -34,8 +34,9 @@ struct stats_snapshot {
 
 #define U64(x) ((unsigned long long)(x))
 
-/* name, printf format, value: memcached 1.6.18's `stats`, in its order. */
-#define STATS_GENERAL(X)                                                       \
+/* name, printf format, value: memcached 1.6.18's `stats`, in its order.
+ * XIF rows appear only when their condition holds, as in memcached. */
+#define STATS_GENERAL(X, XIF)                                                  \
     X(pid, "%ld", s->pid)                                                      \
     X(uptime, "%u", s->uptime)                                                 \
     X(time, "%ld", s->now)                                                     \
@@ -81,6 +82,7 @@ struct stats_snapshot {
     X(store_no_memory, "%llu", U64(s->net.store_no_memory))                    \
     X(auth_cmds, "%d", 0)                                                      \
     X(auth_errors, "%d", 0)                                                    \
+    XIF(sh->opts.idle_timeout > 0, idle_kicks, "%llu", U64(s->net.idle_kicks)) \
     X(bytes_read, "%llu", U64(s->net.bytes_read))                              \
     X(bytes_written, "%llu", U64(s->net.bytes_written))                        \
     X(limit_maxbytes, "%llu", U64(s->cache.limit_maxbytes))                    \
@@ -174,7 +176,11 @@ stats_text_general(struct net_shared *sh, struct reply_buf *out)
     s->rbuf_count = curr;
 
 #define STATS_LINE(name, fmt, ...) reply_printf(out, "STAT " #name " " fmt "\r\n", __VA_ARGS__);
-    STATS_GENERAL(STATS_LINE)
+#define STATS_LINE_IF(cond, name, fmt, ...) \
+    if (cond)                               \
+        STATS_LINE(name, fmt, __VA_ARGS__)
+    STATS_GENERAL(STATS_LINE, STATS_LINE_IF)
+#undef STATS_LINE_IF
 #undef STATS_LINE
     reply_add(out, "END\r\n", 5);
 }

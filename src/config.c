@@ -135,6 +135,7 @@ config_init(struct config *cfg)
     cfg->lru_crawler = true;
     cfg->lru_maintainer = true;
     cfg->bus_ttl = 1;
+    cfg->bus_flush_delay_us = 500; /* the bus batches for at most this long */
 }
 
 void

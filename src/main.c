@@ -1,7 +1,7 @@
 /* main: fleetcached's start-up and shutdown, the only place that knows every
- * module. Order: options, limits, identity, daemon, clock, cache, net, then
- * the main loop (clock tick, signals, acceptor) until SIGINT/SIGTERM; then
- * net drains and stops, the cache is torn down, exit 0. */
+ * module. Order: options, limits, identity, daemon, clock, cache, bus, net,
+ * then the main loop (clock tick, signals, acceptor) until SIGINT/SIGTERM;
+ * then net drains and stops, the bus says goodbye, the cache is torn down. */
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bus/bus.h"
 #include "cache/cache.h"
 #include "net/net.h"
 #include "src/clock.h"
@@ -136,6 +137,29 @@ main_write_pidfile(const char *path)
     fclose(f);
 }
 
+/* `stats bus`: adapts bus_stats' (name, value) lines to net's emitter. */
+struct main_bus_stats {
+    net_stat_emit_fn emit;
+    void *ctx;
+};
+
+static void
+main_bus_stat(const char *name, const char *value, void *arg)
+{
+    struct main_bus_stats *s = arg;
+    s->emit(s->ctx, name, "%s", value);
+}
+
+static bool
+main_substats(const char *name, size_t len, net_stat_emit_fn emit, void *ctx)
+{
+    if (len != 3 || memcmp(name, "bus", 3) != 0)
+        return false;
+    struct main_bus_stats s = {emit, ctx};
+    bus_stats(main_bus_stat, &s);
+    return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -210,18 +234,39 @@ main(int argc, char **argv)
     struct net_options nopts;
     config_net_options(&cfg, &nopts);
     nopts.version = FLEETCACHED_PROTO_VERSION;
-    /* The bus hooks (on_invalidate, on_flush, substats) stay NULL until the
-     * bus is wired in. */
+    struct bus_options bopts;
+    bus_options_default(&bopts);
+    bopts.group = cfg.bus_group;
+    bopts.interface = cfg.bus_interface;
+    bopts.ttl = cfg.bus_ttl;
+    bopts.listen = cfg.bus_listen;
+    bopts.peers = cfg.bus_peers;
+    bopts.key_file = cfg.bus_key_file;
+    bopts.node_id = cfg.bus_node_id;
+    bopts.flush_delay_us = cfg.bus_flush_delay_us;
+    /* Started before net/ so the first client write is published. */
+    if (bus_enabled(&bopts)) {
+        if (!bus_setup(&bopts, err, sizeof(err))) {
+            fprintf(stderr, "%s\n", err);
+            cache_teardown();
+            return EXIT_OSERR;
+        }
+        nopts.on_invalidate = bus_publish_invalidate;
+        nopts.on_flush = bus_publish_flush;
+    }
+    nopts.substats = main_substats; /* `stats bus` says "enabled 0" without a bus */
     if (!net_setup(&nopts, loop, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
         net_teardown();
+        bus_teardown();
         cache_teardown();
         return EXIT_OSERR;
     }
 
     ev_run(loop, 0);
 
-    net_teardown();
+    net_teardown();   /* workers joined: nobody publishes any more */
+    bus_teardown();   /* sends what is pending and a goodbye; before the cache goes */
     cache_teardown();
     if (cfg.daemonize && cfg.pidfile != NULL)
         unlink(cfg.pidfile);
