@@ -247,8 +247,14 @@ rotate_locked(void)
     bus.cur = next;
 }
 
+/* Full batches queued before the bus thread is woken for them. Below this
+ * they ride on the flush timer that their first key armed (so no key waits
+ * longer than the flush delay): waking the bus thread for every full
+ * datagram cost a publishing node a context switch per ~30 keys. */
+#define BUS_WAKE_READY 8
+
 /* Returns true when the bus thread must be woken: the batch just became
- * non-empty (start its timer) or full batches wait. */
+ * non-empty (start its timer) or enough full batches wait. */
 static bool
 add_invalidate_locked(const char *key, size_t nkey, bool has_hash, uint64_t hash)
 {
@@ -256,8 +262,9 @@ add_invalidate_locked(const char *key, size_t nkey, bool has_hash, uint64_t hash
     enum bus_batch_result r = bus_batch_add_invalidate(bus.cur, key, nkey, has_hash, hash);
     if (r == BUS_BATCH_FULL) {
         rotate_locked();
-        wake = true;
+        wake = bus.nready >= BUS_WAKE_READY || bus.overflow;
         r = bus_batch_add_invalidate(bus.cur, key, nkey, has_hash, hash);
+        wake |= bus_batch_empty(bus.cur);
     }
     if (r == BUS_BATCH_MERGED)
         count(M_keys_merged, 1);

@@ -253,6 +253,10 @@ conn_process(struct conn *c)
     unsigned reqs = 0;
     struct proto_request req;
     enum conn_stop stop = STOP_WAIT_READ;
+    /* A read that did not fill the buffer emptied the socket: asking again
+     * would only earn EAGAIN, one wasted syscall per request. The watcher
+     * is level-triggered, so bytes that arrive later wake us anyway. */
+    bool drained = false;
 
     reply_mark(&c->out, &c->batch_mark);
 
@@ -302,12 +306,16 @@ conn_process(struct conn *c)
             c->close_after_write = true;
             return STOP_CLOSE;
         }
-        ssize_t got = conn_read(c, c->rbuf + c->rend, c->rcap - c->rend);
+        if (drained)
+            return STOP_WAIT_READ;
+        size_t room = c->rcap - c->rend;
+        ssize_t got = conn_read(c, c->rbuf + c->rend, room);
         if (got == 0)
             return STOP_WAIT_READ;
         if (got < 0)
             return STOP_CLOSE;
         c->rend += (size_t)got;
+        drained = (size_t)got < room;
     }
 }
 
