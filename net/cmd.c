@@ -141,6 +141,19 @@ cmd_dispatch(struct conn *c, struct proto_request *req)
     reply_line(&c->out, "ERROR");
 }
 
+/* The key of a single-key command, or NULL after the error memcached gives
+ * for one over 250 bytes. */
+static const struct proto_token *
+cmd_key(struct conn *c, const struct proto_request *req)
+{
+    const struct proto_token *key = &req->tokens[1];
+    if (key->len > CACHE_KEY_MAX) {
+        cmd_out(c, "CLIENT_ERROR bad command line format");
+        return NULL;
+    }
+    return key;
+}
+
 static bool
 cmd_want(struct conn *c, const struct proto_request *req, size_t a, size_t b)
 {
@@ -218,11 +231,9 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     if (!cmd_want(c, req, is_cas ? 7 : 6, is_cas ? 8 : 7))
         return;
     cmd_noreply_maybe(c, req);
-    const struct proto_token *key = &req->tokens[1];
-    if (key->len > CACHE_KEY_MAX) {
-        cmd_out(c, "CLIENT_ERROR bad command line format");
+    const struct proto_token *key = cmd_key(c, req);
+    if (key == NULL)
         return;
-    }
     if (!(proto_parse_u32(&req->tokens[2], &flags) &&
           proto_parse_i32(&req->tokens[3], &exptime) &&
           proto_parse_i32(&req->tokens[4], &vlen))) {
@@ -314,11 +325,9 @@ cmd_delete(struct conn *c, struct proto_request *req, const struct cmd_row *row)
             return;
         }
     }
-    const struct proto_token *key = &req->tokens[1];
-    if (key->len > CACHE_KEY_MAX) {
-        cmd_out(c, "CLIENT_ERROR bad command line format");
+    const struct proto_token *key = cmd_key(c, req);
+    if (key == NULL)
         return;
-    }
     enum cache_result r = cache_delete(key->p, key->len);
     cmd_out(c, r == CACHE_OK ? "DELETED" : reply_result_line(r));
     cmd_publish(c, row, r == CACHE_OK, key->p, key->len, false, 0);
@@ -331,11 +340,9 @@ cmd_arith(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     if (!cmd_want(c, req, 4, 5))
         return;
     cmd_noreply_maybe(c, req);
-    const struct proto_token *key = &req->tokens[1];
-    if (key->len > CACHE_KEY_MAX) {
-        cmd_out(c, "CLIENT_ERROR bad command line format");
+    const struct proto_token *key = cmd_key(c, req);
+    if (key == NULL)
         return;
-    }
     if (!proto_parse_u64(&req->tokens[2], &delta)) {
         cmd_out(c, "CLIENT_ERROR invalid numeric delta argument");
         return;
@@ -366,11 +373,9 @@ cmd_touch(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     if (!cmd_want(c, req, 4, 5))
         return;
     cmd_noreply_maybe(c, req);
-    const struct proto_token *key = &req->tokens[1];
-    if (key->len > CACHE_KEY_MAX) {
-        cmd_out(c, "CLIENT_ERROR bad command line format");
+    const struct proto_token *key = cmd_key(c, req);
+    if (key == NULL)
         return;
-    }
     if (!proto_parse_i32(&req->tokens[2], &exptime)) {
         cmd_out(c, "CLIENT_ERROR invalid exptime argument");
         return;
