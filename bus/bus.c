@@ -883,6 +883,9 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.node_id = (uint32_t)opts->node_id;
     while (bus.node_id == 0)
         bus.node_id = randombytes_random();
+    /* Looped-back own datagrams stop in the kernel; own_ignored then counts
+     * only what slips past (unicast mode, or a kernel without the filter). */
+    (void)mcast_ignore_node(&bus.ep, bus.node_id);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     /* Wall-clock microseconds: grows across restarts, which replay checks need. */

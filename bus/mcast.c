@@ -3,6 +3,8 @@
  * published batches must not be dropped by our own kernel. */
 #include "bus/mcast.h"
 
+#include <linux/filter.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -218,6 +220,28 @@ mcast_open(struct mcast_endpoints *ep, const char *group, const char *iface, int
     if (!ok)
         mcast_close(ep);
     return ok;
+}
+
+bool
+mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id)
+{
+    if (ep->group_fd < 0)
+        return false;
+    /* Classic BPF. A UDP socket's filter sees the datagram from its 8-byte
+     * UDP header on, so the node id (the big-endian word at offset 8 of the
+     * bus header, bus/wire.h) sits at 16. Anything too short to hold it is
+     * let through, for the bus thread to count as malformed. */
+    enum { UDP_HDR = 8, NODE_AT = UDP_HDR + 8 };
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NODE_AT + 4, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, NODE_AT),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, node_id, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffff),
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    return setsockopt(ep->group_fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0;
 }
 
 void

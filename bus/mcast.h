@@ -46,6 +46,13 @@ mcast_open(struct mcast_endpoints *ep, const char *group, const char *iface, int
 void
 mcast_close(struct mcast_endpoints *ep);
 
+/* Asks the kernel to drop, on the group socket, datagrams whose header names
+ * node_id (our own, looped back): they would only wake the bus thread to be
+ * thrown away. Best effort: false if the filter cannot be attached, and the
+ * bus thread then ignores them itself. */
+bool
+mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id);
+
 /* Sends to the group, or to every peer. Returns how many sends failed. */
 unsigned
 mcast_send_all(const struct mcast_endpoints *ep, const uint8_t *buf, size_t len);
