@@ -145,6 +145,10 @@ static struct {
     int batch_fd;
     ev_io batch_io;
     bool batch_armed;
+    /* While traffic flows the flush timer runs period after period, and
+     * publishers need not wake the bus thread: the next tick takes their
+     * keys. Written by the bus thread, read by publishers, under pub_lock. */
+    bool ticking;
     ev_timer tick, linger;
     uint64_t ctl_seq;
     int64_t next_heartbeat_us;
@@ -266,6 +270,8 @@ add_invalidate_locked(const char *key, size_t nkey, bool has_hash, uint64_t hash
         r = bus_batch_add_invalidate(bus.cur, key, nkey, has_hash, hash);
         wake |= bus_batch_empty(bus.cur);
     }
+    if (bus.ticking && bus.flush_delay_ns > 0 && bus.nready < BUS_WAKE_READY && !bus.overflow)
+        wake = false;
     if (r == BUS_BATCH_MERGED)
         count(M_keys_merged, 1);
     return wake;
@@ -406,6 +412,9 @@ drain(bool force)
         }
     }
     bool pending = !bus_batch_empty(bus.cur);
+    /* Traffic this period: keep the timer going for the next one. */
+    bool keep = pending || n > 0;
+    bus.ticking = keep;
     pthread_mutex_unlock(&bus.pub_lock);
 
     for (size_t i = 0; i < n; i++)
@@ -424,13 +433,13 @@ drain(bool force)
         batch_put_locked(out[i]);
     pthread_mutex_unlock(&bus.pub_lock);
 
-    if (pending && !bus.batch_armed) {
+    if (keep && !bus.batch_armed) {
         int64_t ns = bus.flush_delay_ns > 0 ? bus.flush_delay_ns : 1; /* zero would disarm */
         struct itimerspec its = {.it_value = {.tv_sec = (time_t)(ns / 1000000000),
                                               .tv_nsec = (long)(ns % 1000000000)}};
         timerfd_settime(bus.batch_fd, 0, &its, NULL);
         bus.batch_armed = true;
-    } else if (!pending && bus.batch_armed) {
+    } else if (!keep && bus.batch_armed) {
         struct itimerspec off = {0};
         timerfd_settime(bus.batch_fd, 0, &off, NULL);
         bus.batch_armed = false;
