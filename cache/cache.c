@@ -578,6 +578,7 @@ static void *
 maint_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "fc-maint");
     pthread_mutex_lock(&maint.lock);
     while (!maint.stop) {
         pthread_mutex_unlock(&maint.lock);

@@ -117,6 +117,7 @@ static void *
 worker_main(void *arg)
 {
     struct worker *w = arg;
+    pthread_setname_np(pthread_self(), "fc-worker");
     ev_run(w->loop, 0);
     worker_close_all(w);
     atomic_fetch_sub(&workers_running, 1);
