@@ -116,6 +116,21 @@ item_reclaim_locked(struct item *it, uint64_t hv)
     slab_put_locked(it);
 }
 
+bool
+item_reclaim_if_dead_locked(struct item *it, uint64_t hv, uint32_t now)
+{
+    if (atomic_load(&it->refcount) != 1)
+        return false;
+    enum item_death death = item_death(it, now);
+    if (death == ITEM_ALIVE)
+        return false;
+    STAT_INC(it->clsid, reclaimed);
+    if (death == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED))
+        STAT_INC(it->clsid, expired_unfetched);
+    item_reclaim_locked(it, hv);
+    return true;
+}
+
 void
 cache_release(struct item **itp)
 {
@@ -522,10 +537,7 @@ crawl_step(void)
                     budget--;
                     uint64_t hv = item_hash_key(it->data, it->nkey);
                     if (ht_trylock(hv)) {
-                        if (atomic_load(&it->refcount) == 1 && item_death(it, now) != ITEM_ALIVE) {
-                            STAT_INC(id, reclaimed);
-                            item_reclaim_locked(it, hv);
-                        }
+                        (void)item_reclaim_if_dead_locked(it, hv, now);
                         ht_unlock(hv);
                     }
                     it = prev;
@@ -545,13 +557,7 @@ crawl_step(void)
                 uint64_t hv = item_hash_key(it->data, it->nkey);
                 if (!ht_trylock(hv))
                     continue;
-                enum item_death death = item_death(it, now);
-                if (atomic_load(&it->refcount) == 1 && death != ITEM_ALIVE) {
-                    STAT_INC(id, reclaimed);
-                    if (death == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED))
-                        STAT_INC(id, expired_unfetched);
-                    item_reclaim_locked(it, hv);
-                }
+                (void)item_reclaim_if_dead_locked(it, hv, now);
                 ht_unlock(hv);
             }
             if (maint.crawl_chunk >= total) {

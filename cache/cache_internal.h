@@ -248,6 +248,10 @@ item_unlink(struct item *it, uint64_t hv);
  * only: unlinks it and returns its memory to the class. */
 void
 item_reclaim_locked(struct item *it, uint64_t hv);
+/* Both locks held: reclaims it (counting reclaimed and expired_unfetched)
+ * when it is dead at now and referenced by the table only. True if it was. */
+bool
+item_reclaim_if_dead_locked(struct item *it, uint64_t hv, uint32_t now);
 
 /* --- stats.c ----------------------------------------------------------- */
 struct stats_block;

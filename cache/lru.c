@@ -118,16 +118,11 @@ reclaim_from(unsigned id, enum lru_seg seg, bool evict, unsigned *budget)
             it = prev;
             continue;
         }
-        bool idle = atomic_load(&it->refcount) == 1;
-        enum item_death death = item_death(it, now);
-        if (idle && death != ITEM_ALIVE) {
-            STAT_INC(id, reclaimed);
-            if (!item_has(it, ITEM_FETCHED) && death == ITEM_EXPIRED)
-                STAT_INC(id, expired_unfetched);
-            item_reclaim_locked(it, hv);
+        if (item_reclaim_if_dead_locked(it, hv, now)) {
             ht_unlock(hv);
             return true;
         }
+        bool idle = atomic_load(&it->refcount) == 1;
         if (idle && evict) {
             if (seg == LRU_COLD && item_has(it, ITEM_ACTIVE)) {
                 item_clear_bits(it, ITEM_ACTIVE);
