@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -186,13 +187,13 @@ conn_rbuf_shrink(struct conn *c)
     c->rend = n;
 }
 
-/* read(2) into dst; >0 bytes, 0 would block, -1 EOF or error (c->dead or
+/* readv(2); >0 bytes, 0 would block, -1 EOF or error (c->dead or
  * close_after_write set). */
 static ssize_t
-conn_read(struct conn *c, char *dst, size_t len)
+conn_readv(struct conn *c, struct iovec *iov, int iovcnt)
 {
     for (;;) {
-        ssize_t n = read(c->fd, dst, len);
+        ssize_t n = readv(c->fd, iov, iovcnt);
         if (n > 0) {
             NET_STAT_ADD(c->w, bytes_read, (uint64_t)n);
             return n;
@@ -212,9 +213,13 @@ conn_read(struct conn *c, char *dst, size_t len)
 }
 
 /* Moves data-block bytes (NREAD into the item, SWALLOW into nowhere) from
- * the buffer, then straight from the socket. True when the block is done. */
+ * the buffer, then straight from the socket. True when the block is done.
+ * Each socket read also offers the whole (by then empty) read buffer for
+ * whatever follows the block: a short read then proves the socket empty
+ * (*drained), which saves the read that could only return EAGAIN after
+ * every large set. */
 static bool
-conn_fill_block(struct conn *c, enum conn_stop *stop)
+conn_fill_block(struct conn *c, enum conn_stop *stop, bool *drained)
 {
     bool into_item = c->state == CONN_NREAD;
     size_t *left = into_item ? &c->nread_left : &c->swallow_left;
@@ -229,17 +234,27 @@ conn_fill_block(struct conn *c, enum conn_stop *stop)
         *left -= n;
     }
     while (*left > 0) {
-        char *dst = into_item ? c->nread_dst : c->w->scratch;
-        size_t want = into_item ? *left
-                                : (*left < sizeof(c->w->scratch) ? *left : sizeof(c->w->scratch));
-        ssize_t got = conn_read(c, dst, want);
+        /* The buffer was consumed above, so it is free for what follows. */
+        c->rstart = c->rend = 0;
+        struct iovec iov[2] = {
+            {.iov_base = into_item ? c->nread_dst : c->w->scratch,
+             .iov_len = into_item ? *left
+                                  : (*left < sizeof(c->w->scratch) ? *left : sizeof(c->w->scratch))},
+            {.iov_base = c->rbuf, .iov_len = c->rcap},
+        };
+        /* Only bytes past the block's end may land in the buffer. */
+        int iovcnt = iov[0].iov_len == *left ? 2 : 1;
+        ssize_t got = conn_readv(c, iov, iovcnt);
         if (got <= 0) {
             *stop = got == 0 ? STOP_WAIT_READ : STOP_CLOSE;
             return false;
         }
+        *drained = iovcnt == 2 && (size_t)got < iov[0].iov_len + iov[1].iov_len;
+        size_t block = (size_t)got < iov[0].iov_len ? (size_t)got : iov[0].iov_len;
         if (into_item)
-            c->nread_dst += got;
-        *left -= (size_t)got;
+            c->nread_dst += block;
+        *left -= block;
+        c->rend = (size_t)got - block;
     }
     return true;
 }
@@ -270,7 +285,7 @@ conn_process(struct conn *c)
         if (c->out.pending > CONN_OUT_HIGH)
             return STOP_FULL;
         if (c->state != CONN_PARSE) {
-            if (!conn_fill_block(c, &stop))
+            if (!conn_fill_block(c, &stop, &drained))
                 return stop;
             if (c->state == CONN_NREAD)
                 cmd_complete_nread(c);
@@ -309,7 +324,8 @@ conn_process(struct conn *c)
         if (drained)
             return STOP_WAIT_READ;
         size_t room = c->rcap - c->rend;
-        ssize_t got = conn_read(c, c->rbuf + c->rend, room);
+        struct iovec iov = {.iov_base = c->rbuf + c->rend, .iov_len = room};
+        ssize_t got = conn_readv(c, &iov, 1);
         if (got == 0)
             return STOP_WAIT_READ;
         if (got < 0)
