@@ -62,6 +62,10 @@ struct worker {
     size_t queue_len, queue_cap;
     _Atomic bool stopping;      /* set by net_shutdown on the main thread */
     ev_timer stop_deadline;
+    ev_prepare before_poll;     /* see worker_slice_*() in net.c */
+    ev_check after_poll;
+    double run_since;           /* ev_time() when it last blocked or yielded */
+    double poll_at;             /* ev_time() as it entered the poll */
     pthread_mutex_t conns_lock; /* guards the list, for `stats conns` */
     struct conn *conns;
     unsigned nconns;

@@ -47,6 +47,7 @@ struct net_options {
     unsigned max_conns;         /* -c, client connections at once */
     unsigned reqs_per_event;    /* -R */
     unsigned idle_timeout;      /* -o idle_timeout, seconds; 0 = never */
+    unsigned worker_slice_us;   /* a busy worker yields after this; 0 = never */
     bool shutdown_enabled;      /* -A */
     bool flush_enabled;         /* false with -F */
     bool track_sizes;           /* -o track_sizes: `stats sizes` reports */

@@ -63,6 +63,7 @@
 #define CONFIG_SUBOPTIONS(X)                                                             \
     X(IDLE_TIMEOUT, "idle_timeout", 1, "timeout for idle connections in seconds (default: 0, no timeout)") \
     X(SLAB_CHUNK_MAX, "slab_chunk_max", 1, "largest slab chunk in bytes; bigger items are stored whole (default: half of -I)") \
+    X(WORKER_SLICE_US, "worker_slice_us", 1, "a busy worker yields its core after this many microseconds (default: 500, 0: never)") \
     X(HASHPOWER, "hashpower", 1, "initial hash table size as a power of two (default: 16)") \
     X(TRACK_SIZES, "track_sizes", 0, "enable 'stats sizes'")                             \
     X(MODERN, "modern", 0, "accepted; current defaults are already modern")             \
@@ -125,6 +126,7 @@ config_init(struct config *cfg)
     cfg->max_conns = 1024;
     cfg->threads = 4;
     cfg->reqs_per_event = 20;
+    cfg->worker_slice_us = 500;
     cfg->flush_enabled = true;
     cfg->mem_limit = 64ull * 1024 * 1024;
     cfg->evict = true;
@@ -229,6 +231,11 @@ config_parse_subopts(struct config *cfg, const char *arg, char *err, size_t errl
             if (!config_int(val, 0, UINT32_MAX, &v))
                 ok = config_fail(err, errlen, exit_code, 1, "Invalid idle_timeout: %s", val);
             cfg->idle_timeout = (unsigned)v;
+            break;
+        case SUBOPT_WORKER_SLICE_US:
+            if (!config_int(val, 0, 1000000, &v))
+                ok = config_fail(err, errlen, exit_code, 1, "Invalid worker_slice_us: %s (want 0-1000000)", val);
+            cfg->worker_slice_us = (unsigned)v;
             break;
         case SUBOPT_SLAB_CHUNK_MAX:
             if (!config_int(val, 1, UINT32_MAX, &v))
@@ -588,6 +595,7 @@ config_net_options(const struct config *cfg, struct net_options *o)
     o->max_conns = cfg->max_conns;
     o->reqs_per_event = cfg->reqs_per_event;
     o->idle_timeout = cfg->idle_timeout;
+    o->worker_slice_us = cfg->worker_slice_us;
     o->shutdown_enabled = cfg->shutdown_enabled;
     o->flush_enabled = cfg->flush_enabled;
     o->track_sizes = cfg->track_sizes;

@@ -24,6 +24,7 @@ struct config {
     unsigned threads;           /* -t */
     unsigned reqs_per_event;    /* -R */
     unsigned idle_timeout;      /* -o idle_timeout */
+    unsigned worker_slice_us;   /* -o worker_slice_us */
     bool shutdown_enabled;      /* -A */
     bool flush_enabled;         /* -F clears */
     char *protocol;             /* -B: ascii or auto */

@@ -43,7 +43,7 @@ Test(config, flags_and_long_forms_are_applied)
     char err[256];
     int code = 0;
     cr_assert(parse(&cfg, "-p 1234 -l 127.0.0.1 -l ::1 -t 2 -c 10 -m 128 -M -C -F -A -vv "
-                          "-o idle_timeout=5,hashpower=20,no_lru_crawler --max-ttl 60 "
+                          "-o idle_timeout=5,hashpower=20,no_lru_crawler,worker_slice_us=0 --max-ttl 60 "
                           "--bus-group 239.1.2.3:5000 --bus-ttl 2 --bus-node-id 7 "
                           "--bus-flush-delay-us 500 --threads=3",
                     err, sizeof(err), &code), "%s", err);
@@ -55,6 +55,7 @@ Test(config, flags_and_long_forms_are_applied)
     cr_assert(!cfg.evict && !cfg.use_cas && !cfg.flush_enabled && cfg.shutdown_enabled);
     cr_assert_eq(cfg.verbose, 2);
     cr_assert_eq(cfg.idle_timeout, 5);
+    cr_assert_eq(cfg.worker_slice_us, 0);
     cr_assert_eq(cfg.hashpower, 20);
     cr_assert(!cfg.lru_crawler);
     cr_assert_eq(cfg.max_ttl, 60);
@@ -89,6 +90,7 @@ static struct refusal refusals[] = {
     { "-o hashpower=5", "Initial hashtable multiplier of 5 is too low", 1 },
     { "-o hashpower=64", "Initial hashtable multiplier of 64 is too high", 1 },
     { "-o idle_timeout", "Missing numeric argument for idle_timeout", 1 },
+    { "-o worker_slice_us=-1", "Invalid worker_slice_us: -1 (want 0-1000000)", 1 },
     { "--bus-ttl 300", "Invalid --bus-ttl: 300 (want 0-255)", 64 },
     { "--bus-group nonsense", "Invalid --bus-group: nonsense (want ADDR:PORT)", 64 },
 };
