@@ -1,8 +1,11 @@
 /* bus: the bus thread (one libev loop: sockets, batch timer, tick timer, wake
  * and stop asyncs), the publish side that worker threads call, and `stats
- * bus`. Invariants: only the bus thread touches sockets, the ring and the
- * sequence counters; received invalidations go to the cache and never back
- * onto the bus, except the one rule below ("differs -> announce").
+ * bus`. Invariants: DATA datagrams are numbered, kept in the ring and sent
+ * under send_lock, by whichever thread finds a batch due (bus_publish_poll:
+ * usually a publishing worker between two loop iterations, so a busy node
+ * never wakes the bus thread for its keys); everything else on the sockets
+ * belongs to the bus thread. Received invalidations go to the cache and never
+ * back onto the bus, except the one rule below ("differs -> announce").
  *
  * Differs -> announce. A peer's set-like invalidation carries the new value's
  * hash; cache_drop keeps a copy with that hash and drops any other. When it
@@ -130,6 +133,10 @@ static struct {
     pthread_mutex_t pub_lock;
     bool running;
     struct bus_batch *cur;
+    int64_t cur_since_ns;       /* when cur got its first record */
+    /* Something waits to be sent: read without the lock by bus_publish_poll
+     * to skip the lock when idle, written under it. */
+    _Atomic bool pending;
     struct bus_batch *ready[BUS_READY_MAX];
     size_t nready;
     struct bus_batch *spare[BUS_READY_MAX];
@@ -137,22 +144,26 @@ static struct {
     bool overflow;
     struct bus_recent recent;
 
+    /* DATA sending, from any thread: the ring, data_seq, ordered sends. */
+    pthread_mutex_t send_lock;
+    struct bus_ring *ring;
+    _Atomic int64_t last_data_ns;   /* when the last DATA datagram went out */
+    /* DATA went out since the last heartbeat: the bus thread owes a tail
+     * heartbeat (set by senders, who wake it once per tail). */
+    _Atomic bool tail_owed;
+
     /* Bus thread only. */
     ev_io group_io, fd_io;
     ev_async wake, stop;
-    /* The batch delay is sub-millisecond and libev's epoll backend rounds
-     * timer waits up to whole milliseconds, so it runs on a timerfd. */
+    /* Due time of the bus thread's own batches (announcements). The delay is
+     * sub-millisecond and libev's epoll backend rounds timer waits up to
+     * whole milliseconds, so it runs on a timerfd. */
     int batch_fd;
     ev_io batch_io;
-    bool batch_armed;
-    /* While traffic flows the flush timer runs period after period, and
-     * publishers need not wake the bus thread: the next tick takes their
-     * keys. Written by the bus thread, read by publishers, under pub_lock. */
-    bool ticking;
     ev_timer tick, linger;
+    bool announced;             /* read_cb queued announcements */
     uint64_t ctl_seq;
     int64_t next_heartbeat_us;
-    struct bus_ring *ring;
 
     /* Peers: written by the bus thread, read by bus_stats, under peers_lock. */
     pthread_mutex_t peers_lock;
@@ -163,6 +174,7 @@ static struct {
     _Atomic uint64_t m[BUS_METRIC_COUNT];
 } bus = {
     .pub_lock = PTHREAD_MUTEX_INITIALIZER,
+    .send_lock = PTHREAD_MUTEX_INITIALIZER,
     .peers_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
@@ -251,30 +263,35 @@ rotate_locked(void)
     bus.cur = next;
 }
 
-/* Full batches queued before the bus thread is woken for them. Below this
- * they ride on the flush timer that their first key armed (so no key waits
- * longer than the flush delay): waking the bus thread for every full
- * datagram cost a publishing node a context switch per ~30 keys. */
-#define BUS_WAKE_READY 8
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
-/* Returns true when the bus thread must be woken: the batch just became
- * non-empty (start its timer) or enough full batches wait. */
-static bool
+/* Starts cur's clock when it gets its first record. */
+static void
+note_first_locked(void)
+{
+    if (bus_batch_empty(bus.cur))
+        bus.cur_since_ns = mono_ns();
+}
+
+static void
 add_invalidate_locked(const char *key, size_t nkey, bool has_hash, uint64_t hash)
 {
-    bool wake = bus_batch_empty(bus.cur);
+    note_first_locked();
     enum bus_batch_result r = bus_batch_add_invalidate(bus.cur, key, nkey, has_hash, hash);
     if (r == BUS_BATCH_FULL) {
         rotate_locked();
-        wake = bus.nready >= BUS_WAKE_READY || bus.overflow;
+        note_first_locked();
         r = bus_batch_add_invalidate(bus.cur, key, nkey, has_hash, hash);
-        wake |= bus_batch_empty(bus.cur);
     }
-    if (bus.ticking && bus.flush_delay_ns > 0 && bus.nready < BUS_WAKE_READY && !bus.overflow)
-        wake = false;
     if (r == BUS_BATCH_MERGED)
         count(M_keys_merged, 1);
-    return wake;
+    atomic_store_explicit(&bus.pending, true, memory_order_relaxed);
 }
 
 void
@@ -287,8 +304,7 @@ bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t val
     if (bus.running) {
         count(M_keys_published, 1);
         bus_recent_note(&bus.recent, key, nkey, t);
-        if (add_invalidate_locked(key, nkey, has_hash, value_hash))
-            ev_async_send(bus.loop, &bus.wake);
+        add_invalidate_locked(key, nkey, has_hash, value_hash);
     }
     pthread_mutex_unlock(&bus.pub_lock);
 }
@@ -299,12 +315,14 @@ bus_publish_flush(int64_t delay)
     pthread_mutex_lock(&bus.pub_lock);
     if (bus.running) {
         count(M_flushes_published, 1);
+        note_first_locked();
         if (bus_batch_add_flush(bus.cur, delay) == BUS_BATCH_FULL) {
             rotate_locked();
+            note_first_locked();
             if (bus_batch_add_flush(bus.cur, delay) == BUS_BATCH_FULL)
                 bus.overflow = true;
         }
-        ev_async_send(bus.loop, &bus.wake);
+        atomic_store_explicit(&bus.pending, true, memory_order_relaxed);
     }
     pthread_mutex_unlock(&bus.pub_lock);
 }
@@ -325,6 +343,7 @@ sent(size_t ndatagrams, unsigned failures)
         count(M_send_errors, failures);
 }
 
+/* Under send_lock. */
 static void
 send_payload_data(const uint8_t *payload, size_t plen, unsigned nkeys)
 {
@@ -344,14 +363,11 @@ send_payload_data(const uint8_t *payload, size_t plen, unsigned nkeys)
     count(M_keys_sent, nkeys);
     size_t fanout = bus.ep.multicast ? 1 : bus.ep.npeers;
     sent(fanout, mcast_send_all(&bus.ep, dgram, n));
-    int64_t tail = now_us() + BUS_TAIL_HEARTBEAT_US;
-    if (tail < bus.next_heartbeat_us) {
-        bus.next_heartbeat_us = tail;
-        if (bus.tick.repeat > BUS_TAIL_HEARTBEAT_US / 1e6) {
-            bus.tick.repeat = BUS_TAIL_HEARTBEAT_US / 1e6;
-            ev_timer_again(bus.loop, &bus.tick);
-        }
-    }
+    atomic_store_explicit(&bus.last_data_ns, mono_ns(), memory_order_relaxed);
+    /* One wake per tail, not per datagram: the flag stays set until the
+     * heartbeat that pays it goes out. */
+    if (!atomic_exchange(&bus.tail_owed, true))
+        ev_async_send(bus.loop, &bus.wake);
 }
 
 static void
@@ -385,38 +401,52 @@ send_control(uint8_t type, const uint8_t *payload, size_t plen, const struct soc
 static void
 send_heartbeat(bool leaving)
 {
+    /* Cleared first: DATA sent from here on is owed a later heartbeat. */
+    atomic_store(&bus.tail_owed, false);
     uint8_t p[WIRE_PAYLOAD_MAX];
     struct wire_heartbeat hb = {.last_seq = atomic_load(&bus.data_seq), .leaving = leaving};
     send_control(WIRE_HEARTBEAT, p, wire_put_heartbeat(p, &hb), NULL, 0);
     count(M_heartbeats_sent, 1);
 }
 
-/* Sends every full batch, and the current one too when force is set. */
-static void
-drain(bool force)
+/* Sends every full batch, and the current one when it is due (at once with
+ * force). Returns microseconds until the current batch is due, or -1 when
+ * nothing waits.
+ *
+ * Due is Nagle's rule with a clock: a flush delay after the previous DATA
+ * datagram, or after the batch's first record if that came later. On a quiet
+ * bus a key goes out at once; under load partial datagrams leave at most once
+ * a delay, and no record ever waits longer than the delay. */
+static int64_t
+flush_due(bool force)
 {
     struct bus_batch *out[BUS_READY_MAX + 1];
-    size_t n;
-    bool overflow;
+    int64_t wait = -1;
     pthread_mutex_lock(&bus.pub_lock);
-    n = bus.nready;
+    size_t n = bus.nready;
     memcpy(out, bus.ready, n * sizeof(out[0]));
     bus.nready = 0;
-    overflow = bus.overflow;
+    bool overflow = bus.overflow;
     bus.overflow = false;
-    if (force && !bus_batch_empty(bus.cur)) {
-        struct bus_batch *next = batch_get_locked();
+    if (!bus_batch_empty(bus.cur)) {
+        int64_t last = atomic_load_explicit(&bus.last_data_ns, memory_order_relaxed);
+        int64_t since = last < bus.cur_since_ns ? last : bus.cur_since_ns;
+        int64_t left = since + bus.flush_delay_ns - mono_ns();
+        struct bus_batch *next = force || left <= 0 ? batch_get_locked() : NULL;
         if (next) {
             out[n++] = bus.cur;
             bus.cur = next;
+        } else {
+            /* Not due yet (or no memory for a fresh batch: try again soon). */
+            wait = left > 0 ? (left + 999) / 1000 : 1000;
         }
     }
-    bool pending = !bus_batch_empty(bus.cur);
-    /* Traffic this period: keep the timer going for the next one. */
-    bool keep = pending || n > 0;
-    bus.ticking = keep;
+    atomic_store_explicit(&bus.pending, !bus_batch_empty(bus.cur), memory_order_relaxed);
     pthread_mutex_unlock(&bus.pub_lock);
+    if (n == 0 && !overflow)
+        return wait;
 
+    pthread_mutex_lock(&bus.send_lock);
     for (size_t i = 0; i < n; i++)
         send_batch(out[i]);
     if (overflow) {
@@ -426,40 +456,68 @@ drain(bool force)
         wire_put_flush(p, sizeof(p), &len, 0);
         send_payload_data(p, len, 0);
         count(M_overflows, 1);
-        log_error("bus: publishers outran the bus thread; asked the peers to flush");
     }
+    pthread_mutex_unlock(&bus.send_lock);
+    if (overflow)
+        log_error("bus: publishers outran the bus thread; asked the peers to flush");
     pthread_mutex_lock(&bus.pub_lock);
     for (size_t i = 0; i < n; i++)
         batch_put_locked(out[i]);
     pthread_mutex_unlock(&bus.pub_lock);
-
-    if (keep && !bus.batch_armed) {
-        int64_t ns = bus.flush_delay_ns > 0 ? bus.flush_delay_ns : 1; /* zero would disarm */
-        struct itimerspec its = {.it_value = {.tv_sec = (time_t)(ns / 1000000000),
-                                              .tv_nsec = (long)(ns % 1000000000)}};
-        timerfd_settime(bus.batch_fd, 0, &its, NULL);
-        bus.batch_armed = true;
-    } else if (!keep && bus.batch_armed) {
-        struct itimerspec off = {0};
-        timerfd_settime(bus.batch_fd, 0, &off, NULL);
-        bus.batch_armed = false;
-    }
+    return wait;
 }
 
+int64_t
+bus_publish_poll(void)
+{
+    if (!atomic_load_explicit(&bus.pending, memory_order_relaxed))
+        return -1;
+    return flush_due(false);
+}
+
+/* The bus thread's own publications (announcements) have no worker to send
+ * them: after announcing, it sets its timerfd for the batch they joined. One
+ * shot is enough: when it fires that batch is due, unless someone sent it
+ * already. Never re-armed for workers' batches, which their workers send. */
+static void
+bus_thread_flush_later(void)
+{
+    int64_t wait = flush_due(false);
+    if (wait < 0)
+        return;
+    int64_t ns = wait > 0 ? wait * 1000 : 1; /* zero would disarm */
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(ns / 1000000000),
+                                          .tv_nsec = (long)(ns % 1000000000)}};
+    timerfd_settime(bus.batch_fd, 0, &its, NULL);
+}
+
+/* A sender owes the peers a tail heartbeat: bring the next one forward. */
 static void
 wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
-    drain(bus.flush_delay_ns == 0);
+    (void)w;
+    (void)revents;
+    if (!atomic_load(&bus.tail_owed))
+        return;
+    int64_t tail = now_us() + BUS_TAIL_HEARTBEAT_US;
+    if (tail < bus.next_heartbeat_us) {
+        bus.next_heartbeat_us = tail;
+        if (bus.tick.repeat > BUS_TAIL_HEARTBEAT_US / 1e6) {
+            bus.tick.repeat = BUS_TAIL_HEARTBEAT_US / 1e6;
+            ev_timer_again(loop, &bus.tick);
+        }
+    }
 }
 
 static void
 batch_timer_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)loop;
+    (void)revents;
     uint64_t expirations;
-    ssize_t n = read(bus.batch_fd, &expirations, sizeof(expirations));
-    (void)n; /* EAGAIN after a disarm race: the drain below is harmless */
-    bus.batch_armed = false;
-    drain(true);
+    ssize_t n = read(w->fd, &expirations, sizeof(expirations));
+    (void)n; /* EAGAIN after a re-arm race: the flush below is harmless */
+    (void)flush_due(false);
 }
 
 /* --- receiving (bus thread) ---------------------------------------------------- */
@@ -537,9 +595,10 @@ static void
 announce(const char *key, size_t nkey)
 {
     pthread_mutex_lock(&bus.pub_lock);
-    if (bus.running && add_invalidate_locked(key, nkey, false, 0))
-        ev_async_send(bus.loop, &bus.wake);
+    if (bus.running)
+        add_invalidate_locked(key, nkey, false, 0);
     pthread_mutex_unlock(&bus.pub_lock);
+    bus.announced = true;
     count(M_announces, 1);
 }
 
@@ -583,7 +642,10 @@ static void
 send_gone(uint32_t target, uint64_t epoch, const struct sockaddr *to, socklen_t tolen)
 {
     uint8_t p[WIRE_PAYLOAD_MAX];
-    struct wire_gone g = {.target = target, .epoch = epoch, .oldest = bus_ring_oldest(bus.ring)};
+    pthread_mutex_lock(&bus.send_lock);
+    uint64_t oldest = bus_ring_oldest(bus.ring);
+    pthread_mutex_unlock(&bus.send_lock);
+    struct wire_gone g = {.target = target, .epoch = epoch, .oldest = oldest};
     send_control(WIRE_GONE, p, wire_put_gone(p, &g), to, tolen);
     count(M_gones_sent, 1);
 }
@@ -596,6 +658,8 @@ serve_nack(uint32_t from, const struct wire_nack *n, const struct sockaddr *to, 
         send_gone(from, n->epoch, to, tolen);
         return;
     }
+    /* Held while repairing: a sender must not overwrite a slot being resent. */
+    pthread_mutex_lock(&bus.send_lock);
     uint64_t oldest = bus_ring_oldest(bus.ring), newest = atomic_load(&bus.data_seq);
     bool gone = false;
     unsigned budget = BUS_REPAIRS_PER_NACK;
@@ -616,6 +680,7 @@ serve_nack(uint32_t from, const struct wire_nack *n, const struct sockaddr *to, 
             }
         }
     }
+    pthread_mutex_unlock(&bus.send_lock);
     if (gone)
         send_gone(from, n->epoch, to, tolen);
 }
@@ -725,13 +790,17 @@ read_cb(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t srclen = sizeof(src);
         ssize_t n = recvfrom(w->fd, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&src, &srclen);
         if (n < 0)
-            return; /* EAGAIN, or an ICMP error reported on the socket */
+            break; /* EAGAIN, or an ICMP error reported on the socket */
         count(M_datagrams_received, 1);
         if ((size_t)n > WIRE_DATAGRAM_MAX) {
             count(M_malformed, 1);
             continue;
         }
         handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen);
+    }
+    if (bus.announced) {
+        bus.announced = false;
+        bus_thread_flush_later();
     }
 }
 
@@ -801,7 +870,7 @@ linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 stop_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
-    drain(true);
+    (void)flush_due(true);
     send_heartbeat(true);
     ev_timer_init(&bus.linger, linger_cb, BUS_LINGER_S, 0.);
     ev_timer_start(loop, &bus.linger);
@@ -869,7 +938,9 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     }
     bus.ep.fd = bus.ep.group_fd = -1;
     bus.batch_fd = -1;
-    bus.batch_armed = false;
+    atomic_store(&bus.pending, false);
+    atomic_store(&bus.tail_owed, false);
+    atomic_store(&bus.last_data_ns, 0);
     if (!bus_crypto_setup()) {
         snprintf(err, errlen, "bus: libsodium failed to initialise");
         return false;

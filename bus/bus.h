@@ -1,8 +1,10 @@
 /* bus: the invalidation bus — the only header of bus/ that main.c includes.
  * Worker threads publish "key changed" / "flush_all" after a client's
- * mutation succeeded; a bus thread (its own libev loop) batches them into
- * numbered datagrams for the peers, and applies the peers' datagrams to the
- * local cache (cache_drop / cache_flush), never re-publishing them. Lost
+ * mutation succeeded; they are batched into numbered datagrams for the peers,
+ * sent by the publishing workers themselves when a batch is due
+ * (bus_publish_poll). A bus thread (its own libev loop) applies the peers'
+ * datagrams to the local cache (cache_drop / cache_flush), never
+ * re-publishing them, and keeps the heartbeats and repairs going. Lost
  * datagrams are NACKed and repaired from the sender's ring; what cannot be
  * repaired makes this node flush its cache (a miss is fine, a stale hit is
  * not). Datagram layout: bus/wire.h. */
@@ -54,14 +56,21 @@ bus_teardown(void);
 /* A client changed key on this node (any successful store, delete, incr,
  * decr...). has_hash/value_hash: the new value's cache_value_hash() for
  * set-like changes, so peers holding the same value keep it; has_hash false
- * for a delete. Thread-safe and cheap (a short lock, no syscall except one
- * wake-up per batch). No-op while the bus is not running. */
+ * for a delete. Thread-safe and cheap (a short lock, no syscall). The key
+ * goes out at the publishing thread's next bus_publish_poll() once its batch
+ * has waited the flush delay. No-op while the bus is not running. */
 void
 bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t value_hash);
 
 /* A client ran flush_all [delay] on this node. */
 void
 bus_publish_flush(int64_t delay);
+/* Sends the batches that are due. A thread that published must call it
+ * between bursts of work (a worker: before each poll for events) and again
+ * within the returned number of microseconds, or -1 when nothing waits.
+ * Cheap when nothing waits: one atomic load. */
+int64_t
+bus_publish_poll(void);
 
 /* `stats bus`: calls emit once per line, memcached style (name, value). */
 typedef void (*bus_stat_fn)(const char *name, const char *value, void *ctx);

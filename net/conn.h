@@ -62,8 +62,13 @@ struct worker {
     size_t queue_len, queue_cap;
     _Atomic bool stopping;      /* set by net_shutdown on the main thread */
     ev_timer stop_deadline;
-    ev_prepare before_poll;     /* see worker_slice_*() in net.c */
+    ev_prepare before_poll;     /* on_poll hook and worker slices, see net.c */
     ev_check after_poll;
+    /* on_poll's deadline. libev's epoll backend rounds timer waits up to
+     * whole milliseconds, so a sleeping worker wakes for it on a timerfd. */
+    int deadline_fd;
+    ev_io deadline_io;
+    double deadline_at;         /* ev_time() it is set for; 0: not set */
     double run_since;           /* ev_time() when it last blocked or yielded */
     double poll_at;             /* ev_time() as it entered the poll */
     pthread_mutex_t conns_lock; /* guards the list, for `stats conns` */

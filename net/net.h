@@ -25,6 +25,9 @@ typedef void (*net_invalidate_fn)(const char *key, size_t nkey, bool has_hash,
                                   uint64_t value_hash);
 /* Called after flush_all succeeded, with its delay in seconds (0 = now). */
 typedef void (*net_flush_fn)(int64_t delay);
+/* Called by each worker before it polls for events: returns microseconds
+ * until it must be called again even if no event comes, or -1 for never. */
+typedef int64_t (*net_poll_fn)(void);
 
 /* Writes one "STAT name value" line into the reply being built. */
 typedef void (*net_stat_emit_fn)(void *ctx, const char *name, const char *fmt, ...)
@@ -54,6 +57,7 @@ struct net_options {
     const char *version;        /* for "version" and stats */
     net_invalidate_fn on_invalidate;  /* NULL: nobody listens */
     net_flush_fn on_flush;
+    net_poll_fn on_poll;        /* NULL: nothing to do between polls */
     net_settings_fn settings;   /* NULL: `stats settings` is just END */
     void *settings_arg;
     net_substats_fn substats;   /* NULL: unknown `stats x` is ERROR */

@@ -253,6 +253,7 @@ main(int argc, char **argv)
         }
         nopts.on_invalidate = bus_publish_invalidate;
         nopts.on_flush = bus_publish_flush;
+        nopts.on_poll = bus_publish_poll;
     }
     nopts.substats = main_substats; /* `stats bus` says "enabled 0" without a bus */
     if (!net_setup(&nopts, loop, err, sizeof(err))) {

@@ -172,14 +172,23 @@ struct got {
     uint8_t payload[WIRE_PAYLOAD_MAX];
 };
 
-/* Waits up to ms for a datagram of type (0: any) from the bus; false on timeout. */
+/* Set by a test to play a worker gone idle: recv_type stops polling. */
+static bool publisher_idle;
+
+/* Waits up to ms for a datagram of type (0: any) from the bus; false on
+ * timeout. The test thread publishes, so like a worker it must also call
+ * bus_publish_poll between waits, within the time it asks for. */
 static bool
 recv_type(uint8_t type, int ms, struct got *g)
 {
     int64_t deadline = ms_now() + ms;
     while (ms_now() < deadline) {
+        int64_t due_us = publisher_idle ? -1 : bus_publish_poll();
+        int wait = (int)(deadline - ms_now());
+        if (due_us >= 0 && due_us / 1000 + 1 < wait)
+            wait = (int)(due_us / 1000 + 1);
         struct pollfd pfd = {.fd = fp, .events = POLLIN};
-        if (poll(&pfd, 1, (int)(deadline - ms_now())) != 1)
+        if (poll(&pfd, 1, wait) != 1)
             continue;
         ssize_t n = recv(fp, g->raw, sizeof(g->raw), 0);
         cr_assert_gt(n, 0);
@@ -579,6 +588,9 @@ Test(bus, a_racing_local_write_that_differs_is_announced_as_a_delete)
     cr_assert(recv_type(WIRE_DATA, 2000, &g));
     snprintf(kh, sizeof(kh), "k=%s", hash_of("theirs", h, sizeof(h)));
     const char *keys[] = {kh};
+    /* No worker polls from here on: the bus thread must send its own
+     * announcement. */
+    publisher_idle = true;
     send_data(1, keys, 1);
     cr_assert(recv_type(WIRE_DATA, 2000, &g));
     size_t off = 0;
