@@ -84,6 +84,12 @@ struct cache {
     unsigned large_id;
     _Atomic uint64_t pages_used;
     uint64_t pages_max;
+    /* Slab pages are carved from one reservation of the whole budget (see
+     * slab.c); NULL when it could not be had, then each page is mapped. */
+    char *arena;
+    void *arena_map;            /* what to munmap: arena before alignment */
+    size_t arena_map_len;
+    _Atomic uint64_t arena_next;    /* pages handed out of the arena */
     _Atomic uint64_t next_cas;
     /* Items with a CAS below oldest_cas are flushed. A delayed flush waits in
      * flush_at (rel time) until the clock reaches it, then becomes a CAS mark. */
