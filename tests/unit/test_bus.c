@@ -47,6 +47,8 @@ free_udp_port(void)
     return ntohs(a.sin_port);
 }
 
+static uint32_t flush_delay_us = 300;
+
 static void
 start(const char *key_file, uint32_t ring_size)
 {
@@ -82,7 +84,7 @@ start(const char *key_file, uint32_t ring_size)
     o.repair_deadline_ms = 200;
     o.peer_timeout_ms = 600;
     o.ring_size = ring_size;
-    o.flush_delay_us = 300;
+    o.flush_delay_us = flush_delay_us;
     cr_assert(bus_setup(&o, err, sizeof(err)), "bus_setup: %s", err);
     cr_assert_not(bus_setup(&o, err, sizeof(err)), "a second bus_setup must refuse");
     peer_ctl_seq = 0;
@@ -92,6 +94,15 @@ static void
 start_plain(void)
 {
     sealed = false;
+    start(NULL, 0);
+}
+
+/* A flush delay long enough to tell "at once" from "after the delay". */
+static void
+start_slow(void)
+{
+    sealed = false;
+    flush_delay_us = 1000000;
     start(NULL, 0);
 }
 
@@ -575,6 +586,30 @@ Test(bus, answers_gone_for_what_the_ring_no_longer_holds)
     cr_assert_eq(wire_get_gone(g.payload, g.h.plen, &gone), WIRE_OK);
     cr_assert_eq(gone.target, PEER_ID);
     cr_assert_eq(gone.oldest, 3);
+}
+
+/* Nagle's rule with a clock: a quiet bus sends a key at once; the next
+ * datagram waits the flush delay after that one, and the publisher is told
+ * when to poll again. */
+Test(bus_slow, a_quiet_bus_sends_at_once_then_batches_for_the_delay, .init = start_slow,
+     .fini = stop, .timeout = 20)
+{
+    struct got g;
+    bus_publish_invalidate("first", 5, false, 0);
+    cr_assert_eq(bus_publish_poll(), -1, "a quiet bus sends at once: nothing left waiting");
+    publisher_idle = true;
+    cr_assert(recv_type(WIRE_DATA, 500, &g), "the first key waited (the delay is 1 s)");
+    bus_publish_invalidate("second", 6, false, 0);
+    bus_publish_invalidate("third", 5, false, 0);
+    int64_t due = bus_publish_poll();
+    cr_assert(due > 0 && due <= 1000000, "due in %lld us", (long long)due);
+    cr_assert_not(recv_type(WIRE_DATA, 300, &g), "a batch left before its delay");
+    publisher_idle = false;
+    cr_assert(recv_type(WIRE_DATA, 3000, &g));
+    unsigned n;
+    cr_assert_eq(wire_check_data(g.payload, g.h.plen, &n), WIRE_OK);
+    cr_assert_eq(n, 2, "both keys in one datagram");
+    cr_assert_eq(g.h.seq, 2);
 }
 
 /* --- differs -> announce ------------------------------------------------------------------ */
