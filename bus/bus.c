@@ -79,7 +79,7 @@
     X(malformed)            /* truncated or not a bus datagram */               \
     X(own_ignored)          /* our own datagrams, looped back */                \
     X(send_errors)                                                              \
-    X(overflows)            /* publishers outran the bus thread: fleet flushed */ \
+    X(overflows)            /* publishers outran the send queue: fleet flushed */ \
     X(peers_evicted)
 
 enum bus_metric {
@@ -327,7 +327,7 @@ bus_publish_flush(int64_t delay)
     pthread_mutex_unlock(&bus.pub_lock);
 }
 
-/* --- sending (bus thread) ---------------------------------------------------- */
+/* --- sending (DATA from any thread, control from the bus thread) ---------------- */
 
 static const uint8_t *
 seal_key(void)
@@ -459,7 +459,7 @@ flush_due(bool force)
     }
     pthread_mutex_unlock(&bus.send_lock);
     if (overflow)
-        log_error("bus: publishers outran the bus thread; asked the peers to flush");
+        log_error("bus: publishers outran the send queue; asked the peers to flush");
     pthread_mutex_lock(&bus.pub_lock);
     for (size_t i = 0; i < n; i++)
         batch_put_locked(out[i]);
