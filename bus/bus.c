@@ -134,9 +134,11 @@ static struct {
     bool running;
     struct bus_batch *cur;
     int64_t cur_since_ns;       /* when cur got its first record */
-    /* Something waits to be sent: read without the lock by bus_publish_poll
-     * to skip the lock when idle, written under it. */
+    /* Something waits to be sent, and from when it is due: written under
+     * the lock, read without it by bus_publish_poll, which workers call
+     * often enough that the lock must stay out of the way until then. */
     _Atomic bool pending;
+    _Atomic int64_t due_ns;
     struct bus_batch *ready[BUS_READY_MAX];
     size_t nready;
     struct bus_batch *spare[BUS_READY_MAX];
@@ -254,6 +256,7 @@ rotate_locked(void)
     struct bus_batch *next = batch_get_locked();
     if (!next || bus.nready == BUS_READY_MAX) {
         bus.overflow = true;
+        atomic_store_explicit(&bus.due_ns, 0, memory_order_relaxed);
         bus_batch_reset(bus.cur);
         if (next)
             batch_put_locked(next);
@@ -261,6 +264,7 @@ rotate_locked(void)
     }
     bus.ready[bus.nready++] = bus.cur;
     bus.cur = next;
+    atomic_store_explicit(&bus.due_ns, 0, memory_order_relaxed); /* a full batch goes now */
 }
 
 static int64_t
@@ -271,12 +275,25 @@ mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* When cur, first recorded at since, may go: Nagle's rule, see flush_due. */
+static int64_t
+due_locked(int64_t since)
+{
+    int64_t last = atomic_load_explicit(&bus.last_data_ns, memory_order_relaxed);
+    return (last < since ? last : since) + bus.flush_delay_ns;
+}
+
 /* Starts cur's clock when it gets its first record. */
 static void
 note_first_locked(void)
 {
-    if (bus_batch_empty(bus.cur))
+    if (bus_batch_empty(bus.cur)) {
         bus.cur_since_ns = mono_ns();
+        /* Full batches waiting are due now, whatever cur's clock says. */
+        if (bus.nready == 0 && !bus.overflow)
+            atomic_store_explicit(&bus.due_ns, due_locked(bus.cur_since_ns),
+                                  memory_order_relaxed);
+    }
 }
 
 static void
@@ -429,9 +446,8 @@ flush_due(bool force)
     bool overflow = bus.overflow;
     bus.overflow = false;
     if (!bus_batch_empty(bus.cur)) {
-        int64_t last = atomic_load_explicit(&bus.last_data_ns, memory_order_relaxed);
-        int64_t since = last < bus.cur_since_ns ? last : bus.cur_since_ns;
-        int64_t left = since + bus.flush_delay_ns - mono_ns();
+        int64_t due = due_locked(bus.cur_since_ns), now = mono_ns();
+        int64_t left = due - now;
         struct bus_batch *next = force || left <= 0 ? batch_get_locked() : NULL;
         if (next) {
             out[n++] = bus.cur;
@@ -439,6 +455,8 @@ flush_due(bool force)
         } else {
             /* Not due yet (or no memory for a fresh batch: try again soon). */
             wait = left > 0 ? (left + 999) / 1000 : 1000;
+            atomic_store_explicit(&bus.due_ns, left > 0 ? due : now + 1000000,
+                                  memory_order_relaxed);
         }
     }
     atomic_store_explicit(&bus.pending, !bus_batch_empty(bus.cur), memory_order_relaxed);
@@ -472,6 +490,11 @@ bus_publish_poll(void)
 {
     if (!atomic_load_explicit(&bus.pending, memory_order_relaxed))
         return -1;
+    /* Not due: answer without the lock. A hint read stale is at most one
+     * flush delay ahead, or in the past, which only costs the lock. */
+    int64_t left = atomic_load_explicit(&bus.due_ns, memory_order_relaxed) - mono_ns();
+    if (left > 0)
+        return (left + 999) / 1000;
     return flush_due(false);
 }
 
@@ -941,6 +964,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     atomic_store(&bus.pending, false);
     atomic_store(&bus.tail_owed, false);
     atomic_store(&bus.last_data_ns, 0);
+    atomic_store(&bus.due_ns, 0);
     if (!bus_crypto_setup()) {
         snprintf(err, errlen, "bus: libsodium failed to initialise");
         return false;

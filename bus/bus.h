@@ -66,9 +66,10 @@ bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t val
 void
 bus_publish_flush(int64_t delay);
 /* Sends the batches that are due. A thread that published must call it
- * between bursts of work (a worker: before each poll for events) and again
- * within the returned number of microseconds, or -1 when nothing waits.
- * Cheap when nothing waits: one atomic load. */
+ * between bursts of work (a worker: before each poll for events, and after
+ * each connection it served) and again within the returned number of
+ * microseconds, or -1 when nothing waits. Cheap until something is due: an
+ * atomic load, and a clock read while keys wait. */
 int64_t
 bus_publish_poll(void);
 

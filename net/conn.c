@@ -389,7 +389,11 @@ conn_run(struct conn *c)
 static void
 conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    conn_run(io->data);
+    struct conn *c = io->data;
+    net_poll_fn poll = c->w->shared->opts.on_poll;
+    conn_run(c); /* may free c */
+    if (poll != NULL)
+        (void)poll();
 }
 
 static void

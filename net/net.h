@@ -25,8 +25,10 @@ typedef void (*net_invalidate_fn)(const char *key, size_t nkey, bool has_hash,
                                   uint64_t value_hash);
 /* Called after flush_all succeeded, with its delay in seconds (0 = now). */
 typedef void (*net_flush_fn)(int64_t delay);
-/* Called by each worker before it polls for events: returns microseconds
- * until it must be called again even if no event comes, or -1 for never. */
+/* Called by each worker before it polls for events, and after each
+ * connection it served (an iteration over many busy connections can take
+ * milliseconds): returns microseconds until it must be called again even if
+ * no event comes, or -1 for never. */
 typedef int64_t (*net_poll_fn)(void);
 
 /* Writes one "STAT name value" line into the reply being built. */
