@@ -146,7 +146,8 @@ static struct {
     bool overflow;
     struct bus_recent recent;
 
-    /* DATA sending, from any thread: the ring, data_seq, ordered sends. */
+    /* DATA sending, from any thread: the ring, data_seq, ordered sends.
+     * Lock order: send_lock, then pub_lock. */
     pthread_mutex_t send_lock;
     struct bus_ring *ring;
     _Atomic int64_t last_data_ns;   /* when the last DATA datagram went out */
@@ -439,6 +440,11 @@ flush_due(bool force)
 {
     struct bus_batch *out[BUS_READY_MAX + 1];
     int64_t wait = -1;
+    /* send_lock first and throughout: batches get their sequence numbers in
+     * the order they were taken, so a key's newer record never goes out
+     * before an older one (a receiver keeps a copy whose hash matches the
+     * last record it applied). Publishers only wait for the take. */
+    pthread_mutex_lock(&bus.send_lock);
     pthread_mutex_lock(&bus.pub_lock);
     size_t n = bus.nready;
     memcpy(out, bus.ready, n * sizeof(out[0]));
@@ -461,10 +467,10 @@ flush_due(bool force)
     }
     atomic_store_explicit(&bus.pending, !bus_batch_empty(bus.cur), memory_order_relaxed);
     pthread_mutex_unlock(&bus.pub_lock);
-    if (n == 0 && !overflow)
+    if (n == 0 && !overflow) {
+        pthread_mutex_unlock(&bus.send_lock);
         return wait;
-
-    pthread_mutex_lock(&bus.send_lock);
+    }
     for (size_t i = 0; i < n; i++)
         send_batch(out[i]);
     if (overflow) {
