@@ -199,11 +199,17 @@ mono_ms(void)
 /* Our own clock rather than ev_now(), so bus_stats can read peer ages from
  * another thread against the same time base. */
 static int64_t
-now_us(void)
+mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t
+now_us(void)
+{
+    return mono_ns() / 1000;
 }
 
 void
@@ -266,14 +272,6 @@ rotate_locked(void)
     bus.ready[bus.nready++] = bus.cur;
     bus.cur = next;
     atomic_store_explicit(&bus.due_ns, 0, memory_order_relaxed); /* a full batch goes now */
-}
-
-static int64_t
-mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* When cur, first recorded at since, may go: Nagle's rule, see flush_due. */

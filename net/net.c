@@ -163,14 +163,14 @@ worker_before_poll(struct ev_loop *loop, ev_prepare *p, int revents)
     (void)revents;
     struct worker *w = p->data;
     const struct net_options *o = &w->shared->opts;
-    if (o->on_poll != NULL) {
-        int64_t us = o->on_poll();
-        if (us >= 0)
-            worker_deadline(w, ev_time(), us);
-    }
+    int64_t us = o->on_poll != NULL ? o->on_poll() : -1;
+    if (us < 0 && o->worker_slice_us == 0)
+        return;
+    double now = ev_time(); /* one clock read serves both */
+    if (us >= 0)
+        worker_deadline(w, now, us);
     if (o->worker_slice_us == 0)
         return;
-    double now = ev_time();
     if (now - w->run_since >= o->worker_slice_us * 1e-6) {
         sched_yield();
         now = ev_time();
