@@ -417,11 +417,16 @@ send_control(uint8_t type, const uint8_t *payload, size_t plen, const struct soc
 static void
 send_heartbeat(bool leaving)
 {
-    /* Cleared first: DATA sent from here on is owed a later heartbeat. */
+    /* Under send_lock, as DATA: a worker's datagram cannot slip between
+     * reading last_seq and sending, so no heartbeat goes out after DATA it
+     * does not count. Cleared first: DATA sent from here on is owed a later
+     * heartbeat. */
+    pthread_mutex_lock(&bus.send_lock);
     atomic_store(&bus.tail_owed, false);
     uint8_t p[WIRE_PAYLOAD_MAX];
     struct wire_heartbeat hb = {.last_seq = atomic_load(&bus.data_seq), .leaving = leaving};
     send_control(WIRE_HEARTBEAT, p, wire_put_heartbeat(p, &hb), NULL, 0);
+    pthread_mutex_unlock(&bus.send_lock);
     count(M_heartbeats_sent, 1);
 }
 
