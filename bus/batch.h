@@ -1,7 +1,7 @@
 /* batch: one DATA payload being filled with records. A key appears at most
  * once per batch: a later change of the same key overwrites its record in
  * place (the latest hash wins: a receiver must keep only the newest value).
- * Not thread-safe: bus.c holds its publish lock around every call. */
+ * Not thread-safe: bus/send.c holds pub_lock around every call. */
 #ifndef FLEETCACHE_BUS_BATCH_H
 #define FLEETCACHE_BUS_BATCH_H
 

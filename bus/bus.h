@@ -30,7 +30,7 @@ struct bus_options {
     uint32_t repair_deadline_ms;/* [500] a hole older than this: flush */
     uint32_t peer_timeout_ms;   /* [1000] a peer silent this long: flush */
     uint32_t ring_size;         /* [1024] datagrams kept for repair, up to 4096 */
-    uint32_t announce_window_ms;/* [2000] see bus.c, "differs -> announce" */
+    uint32_t announce_window_ms;/* [2000] see bus/receive.c, "differs -> announce" */
 };
 
 /* Fills opts with the defaults: no bus configured, ttl 1. */

@@ -1,6 +1,9 @@
-/* mcast: socket set-up only; the bus thread does all reading and writing.
- * Buffers are enlarged (best effort) because a burst of repairs or of
- * published batches must not be dropped by our own kernel. */
+/* mcast: socket set-up, and sends. The bus thread does all the reading;
+ * sends come from any thread (workers send DATA under the bus's send_lock,
+ * the bus thread sends control datagrams), and sendto on one UDP socket is
+ * safe from several threads: each datagram goes out whole. Buffers are
+ * enlarged (best effort) because a burst of repairs or of published batches
+ * must not be dropped by our own kernel. */
 #include "bus/mcast.h"
 
 #include <linux/filter.h>

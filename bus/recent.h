@@ -3,7 +3,7 @@
  * we announce a delete so the peer drops its copy too) or merely an old value
  * (then silence: no amplification of ordinary writes). Direct-mapped by key
  * hash; an overwritten slot answers "maybe", which errs toward announcing.
- * Not thread-safe: bus.c holds its publish lock around every call. */
+ * Not thread-safe: bus/send.c holds pub_lock around every call. */
 #ifndef FLEETCACHE_BUS_RECENT_H
 #define FLEETCACHE_BUS_RECENT_H
 

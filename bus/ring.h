@@ -1,7 +1,8 @@
 /* ring: the last N DATA datagrams this node sent, exactly as sent, so a NACK
  * is answered by resending the same bytes. Seqs are consecutive from 1; slot
  * = seq % N, and a slot remembers its seq so a stale slot is never served.
- * Used only by the bus thread: no locking. */
+ * No locking of its own: every caller holds the bus's send_lock (DATA is put
+ * by whichever thread sends it, repairs are read by the bus thread). */
 #ifndef FLEETCACHE_BUS_RING_H
 #define FLEETCACHE_BUS_RING_H
 

@@ -1,6 +1,6 @@
-/* Tests for bus/bus.c: the real bus thread and the real cache, against a fake
- * peer (a UDP socket in the test) on loopback unicast. Every wait is a poll
- * with a deadline. */
+/* Tests for bus/bus.c, send.c, receive.c and loop.c: the real bus thread
+ * and the real cache, against a fake peer (a UDP socket in the test) on
+ * loopback unicast. Every wait is a poll with a deadline. */
 #include "bus/bus.h"
 
 #include <arpa/inet.h>

@@ -1,0 +1,281 @@
+/* bus_internal: what the files of bus/ share; nothing outside bus/ includes
+ * it. The bus's state is one struct, in parts, each guarded by one lock (or
+ * owned by one thread) and written by one file:
+ *
+ *   send.c     outbound: the publish queue (pub_lock); numbered DATA, the
+ *              ring, heartbeats and repairs (send_lock). Any thread.
+ *   receive.c  inbound: read, authenticate, apply, the peer table
+ *              (peers_lock), ask for repairs. The bus thread.
+ *   loop.c     the bus thread: its libev loop, timers, wake-ups, goodbye.
+ *   bus.c      set-up, tear-down, `stats bus`.
+ *
+ * Lock order: peers_lock, then send_lock, then pub_lock (never an earlier one
+ * while holding a later one). Today only send_lock -> pub_lock nests. The
+ * cache's locks come after all of them (a flush under peers_lock); the cache
+ * never calls the bus. Atomics (pending, due_ns, last_data_ns, tail_owed,
+ * data_seq, the counters) are read without a lock. */
+#ifndef FLEETCACHE_BUS_INTERNAL_H
+#define FLEETCACHE_BUS_INTERNAL_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "bus/batch.h"
+#include "bus/bus.h"
+#include "bus/crypto.h"
+#include "bus/mcast.h"
+#include "bus/peer.h"
+#include "bus/recent.h"
+#include "bus/ring.h"
+
+#define BUS_METRICS(X)                                                          \
+    X(datagrams_sent)       /* every datagram, repairs and control included */ \
+    X(datagrams_received)   /* every datagram read from a socket */             \
+    X(batches_sent)         /* DATA datagrams, first transmission */            \
+    X(keys_published)       /* local changes handed to the bus */              \
+    X(keys_merged)          /* ... merged into a record of the same batch */    \
+    X(keys_sent)            /* key records in DATA datagrams sent */            \
+    X(flushes_published)                                                        \
+    X(keys_received)        /* key records applied from peers */                \
+    X(keys_dropped)         /* ... that dropped a local copy */                 \
+    X(keys_kept)            /* ... whose value hash matched our copy */         \
+    X(keys_missed)          /* ... with no local copy */                        \
+    X(flushes_received)                                                         \
+    X(announces)            /* deletes announced after a racing copy differed */\
+    X(heartbeats_sent)                                                          \
+    X(heartbeats_received)                                                      \
+    X(gaps)                 /* times holes opened in a peer's sequence */       \
+    X(nacks_sent)                                                               \
+    X(nacks_received)                                                           \
+    X(repairs_sent)         /* DATA datagrams resent for a NACK */              \
+    X(repairs_received)     /* DATA datagrams that filled a hole */             \
+    X(gones_sent)           /* "no longer in my ring" answers */                \
+    X(gones_received)                                                           \
+    X(unrepairable_flushes) /* whole-cache flushes for lost datagrams, sum of: */\
+    X(flush_deadline)                                                           \
+    X(flush_gone)                                                               \
+    X(flush_restart)                                                            \
+    X(flush_timeout)                                                            \
+    X(flush_too_far)                                                            \
+    X(join_flushes)         /* first contact with unknown history, cache not empty */ \
+    X(restarts)             /* a peer came back with a new epoch */             \
+    X(auth_failures)        /* forged, corrupt, or sealed/clear mismatch */     \
+    X(replays)              /* duplicate or older (epoch, seq) */               \
+    X(malformed)            /* truncated or not a bus datagram */               \
+    X(own_ignored)          /* our own datagrams, looped back */                \
+    X(send_errors)                                                              \
+    X(overflows)            /* publishers outran the send queue: fleet flushed */ \
+    X(peers_evicted)
+
+enum bus_metric {
+#define BUS_METRIC_ENUM(name) M_##name,
+    BUS_METRICS(BUS_METRIC_ENUM)
+#undef BUS_METRIC_ENUM
+    BUS_METRIC_COUNT
+};
+
+/* `stats bus` names, and the flush_<reason> counter of each reason (bus.c). */
+extern const char *const bus_metric_names[BUS_METRIC_COUNT];
+extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
+
+#define BUS_PEERS_MAX 256
+#define BUS_READY_MAX 4096      /* full batches waiting: ~5.6 MB at most */
+#define BUS_REPAIRS_PER_NACK 128
+#define BUS_RECV_BURST 64       /* datagrams per readiness event, so timers run */
+#define BUS_TICK_FAST_US 5000
+/* A heartbeat follows every DATA datagram within this long, so a lost last
+ * datagram of a burst is noticed in milliseconds, not a heartbeat interval. */
+#define BUS_TAIL_HEARTBEAT_US 10000
+/* A lost or departed peer is forgotten after this long; then even an older
+ * epoch from its id is accepted (a restart after a backwards clock step). */
+#define BUS_FORGET_US (10 * 1000000LL)
+#define BUS_LINGER_S 0.06       /* two NACK rounds */
+
+struct bus_state {
+    /* Set once by bus_setup before the thread starts; read-only after. The
+     * sockets are read by the bus thread only; sendto is safe from any. */
+    uint32_t node_id;
+    uint64_t epoch;
+    bool sealed;
+    uint8_t key[BUS_KEY_SIZE];
+    int64_t flush_delay_ns;
+    int64_t heartbeat_us;
+    int64_t announce_window_ms;
+    struct bus_peer_timing timing;
+    struct mcast_endpoints ep;
+    struct ev_loop *loop;
+    pthread_t thread;
+    bool thread_started;
+
+    /* send.c, the publish queue: worker threads and the bus thread, under
+     * pub_lock. */
+    pthread_mutex_t pub_lock;
+    bool running;
+    struct bus_batch *cur;
+    int64_t cur_since_ns;       /* when cur got its first record */
+    /* Something waits to be sent, and from when it is due: written under
+     * the lock, read without it by bus_publish_poll, which workers call
+     * often enough that the lock must stay out of the way until then. */
+    _Atomic bool pending;
+    _Atomic int64_t due_ns;
+    struct bus_batch *ready[BUS_READY_MAX];
+    size_t nready;
+    struct bus_batch *spare[BUS_READY_MAX];
+    size_t nspare;
+    bool overflow;
+    struct bus_recent recent;
+
+    /* send.c, DATA sending from any thread: the ring, data_seq, ordered
+     * sends, heartbeats, repairs; under send_lock. */
+    pthread_mutex_t send_lock;
+    struct bus_ring *ring;
+    _Atomic int64_t last_data_ns;   /* when the last DATA datagram went out */
+    /* DATA went out since the last heartbeat: the bus thread owes a tail
+     * heartbeat (set by senders, who wake it once per tail). */
+    _Atomic bool tail_owed;
+    _Atomic uint64_t data_seq;
+
+    /* loop.c and receive.c: the bus thread only. */
+    ev_io group_io, fd_io;
+    ev_async wake, stop;
+    /* Due time of the bus thread's own batches (announcements). The delay is
+     * sub-millisecond and libev's epoll backend rounds timer waits up to
+     * whole milliseconds, so it runs on a timerfd. */
+    int batch_fd;
+    ev_io batch_io;
+    ev_timer tick, linger;
+    bool announced;             /* receive.c queued announcements */
+    uint64_t ctl_seq;           /* control datagrams are sent by the bus thread only */
+    int64_t next_heartbeat_us;
+
+    /* receive.c, the peer table: written by the bus thread, read by
+     * bus_stats, under peers_lock. */
+    pthread_mutex_t peers_lock;
+    struct bus_peer *peers;
+    size_t npeers;
+
+    _Atomic uint64_t m[BUS_METRIC_COUNT];
+};
+
+extern struct bus_state bus;
+
+static inline void
+bus_count(enum bus_metric m, uint64_t n)
+{
+    atomic_fetch_add_explicit(&bus.m[m], n, memory_order_relaxed);
+}
+
+static inline int64_t
+bus_mono_ms(void)
+{
+    struct timespec ts;
+    /* The coarse clock is a vDSO read: no syscall on the publish path. */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+}
+
+/* Our own clock rather than ev_now(), so bus_stats can read peer ages from
+ * another thread against the same time base. */
+static inline int64_t
+bus_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t
+bus_now_us(void)
+{
+    return bus_mono_ns() / 1000;
+}
+
+static inline const uint8_t *
+bus_seal_key(void)
+{
+    return bus.sealed ? bus.key : NULL;
+}
+
+/* --- send.c ------------------------------------------------------------------ */
+
+/* Counts ndatagrams sends of which failures failed. */
+void
+bus_sent(size_t ndatagrams, unsigned failures);
+
+/* Sends every full batch, and the current one when it is due (at once with
+ * force). Returns microseconds until the current batch is due, or -1 when
+ * nothing waits. Takes send_lock and pub_lock. */
+int64_t
+bus_flush_due(bool force);
+
+/* A control datagram; to == NULL: to the group or every peer. Bus thread. */
+void
+bus_send_control(uint8_t type, const uint8_t *payload, size_t plen, const struct sockaddr *to,
+                 socklen_t tolen);
+
+/* A heartbeat with the last DATA seq sent. Bus thread; takes send_lock. */
+void
+bus_send_heartbeat(bool leaving);
+
+/* Answers a peer's NACK from the ring (or with GONE) at to. Bus thread. */
+void
+bus_serve_nack(uint32_t from, const struct wire_nack *n, const struct sockaddr *to,
+               socklen_t tolen);
+
+/* True if this node may have published key within the announce window. */
+bool
+bus_published_lately(const char *key, size_t nkey, int64_t now_ms);
+
+/* Queues an announcement (a hashless delete of key) from the bus thread. */
+void
+bus_queue_announce(const char *key, size_t nkey);
+
+/* Frees the batches (tear-down). */
+void
+bus_send_release(void);
+
+/* --- receive.c --------------------------------------------------------------- */
+
+/* libev callback for both sockets. */
+void
+bus_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The timers' work on every peer: forget, time out, deadlines, NACKs.
+ * Returns true while some peer has holes. */
+bool
+bus_peers_tick(int64_t now_us);
+
+/* --- loop.c ------------------------------------------------------------------ */
+
+/* Creates the loop, its timerfd and watchers; false when out of resources. */
+bool
+bus_loop_create(void);
+
+/* Starts the bus thread; false with the reason in err. */
+bool
+bus_loop_start(char *err, size_t errlen);
+
+/* Says goodbye, stops and joins the bus thread. */
+void
+bus_loop_stop(void);
+
+void
+bus_loop_destroy(void);
+
+/* Wakes the bus thread: a sender owes a tail heartbeat. Any thread. */
+void
+bus_loop_wake(void);
+
+/* Bus thread: the next tick comes within us microseconds. */
+void
+bus_loop_tick_within(int64_t us);
+
+/* Bus thread: sends due batches now and arms the timerfd for the rest. */
+void
+bus_loop_flush_later(void);
+
+#endif

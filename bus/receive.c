@@ -1,0 +1,295 @@
+/* receive: the inbound side of the bus, on the bus thread. Reads datagrams,
+ * authenticates and parses each whole before touching any state, follows
+ * each sender in the peer table (peers_lock; bus_stats reads it), applies
+ * its invalidations to the cache, and asks for repairs. Received
+ * invalidations go to the cache and never back onto the bus, except the one
+ * rule below ("differs -> announce").
+ *
+ * Differs -> announce. A peer's set-like invalidation carries the new value's
+ * hash; cache_drop keeps a copy with that hash and drops any other. When it
+ * drops a copy that this node itself published lately, the two nodes raced
+ * (typically a read-through fill of an old DB read landing after the other's
+ * write): the peer may now hold a value we just judged different, so we
+ * announce a plain delete of the key. The announcement carries no hash, and a
+ * hashless invalidation never triggers an announcement, so every client write
+ * causes at most one announcement per node and nothing ever echoes back.
+ * Copies that were not written here lately are dropped silently, so an
+ * ordinary write to a popular key does not make every node answer. */
+#include <inttypes.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "bus/bus_internal.h"
+#include "bus/wire.h"
+#include "cache/cache.h"
+#include "src/log.h"
+
+static void
+unrepairable(enum bus_flush_reason why, uint32_t node_id)
+{
+    cache_flush(0);
+    bus_count(M_unrepairable_flushes, 1);
+    bus_count(bus_flush_metric[why], 1);
+    log_info("bus: flushed the cache: lost datagrams of node %" PRIu32 " cannot be repaired (%s)",
+             node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
+}
+
+static void
+act(struct bus_peer *p, const struct bus_peer_event *ev)
+{
+    if (ev->new_epoch)
+        bus_count(M_restarts, 1);
+    if (ev->flush)
+        unrepairable(ev->reason, p->node_id);
+    if (ev->join_unknown) {
+        /* Its earlier datagrams may have invalidated keys we filled before
+         * hearing it. An empty cache has nothing to lose, so check first. */
+        struct cache_stats st;
+        cache_stats_get(&st);
+        if (st.curr_items > 0) {
+            cache_flush(0);
+            bus_count(M_join_flushes, 1);
+        }
+    }
+    if (ev->gap) {
+        bus_count(M_gaps, 1);
+        /* Wake the tick soon enough for the first NACK. */
+        bus_loop_tick_within(BUS_TICK_FAST_US);
+    }
+}
+
+/* --- the peer table (peers_lock) --------------------------------------------------- */
+
+static struct bus_peer *
+peer_find(uint32_t node_id)
+{
+    for (size_t i = 0; i < bus.npeers; i++)
+        if (bus.peers[i].node_id == node_id)
+            return &bus.peers[i];
+    return NULL;
+}
+
+static struct bus_peer *
+peer_add(uint32_t node_id, uint64_t epoch, int64_t now)
+{
+    struct bus_peer *p;
+    if (bus.npeers < BUS_PEERS_MAX) {
+        p = &bus.peers[bus.npeers++];
+    } else {
+        /* Full: replace the longest-silent peer, preferring ones not live. */
+        p = &bus.peers[0];
+        for (size_t i = 1; i < bus.npeers; i++) {
+            struct bus_peer *q = &bus.peers[i];
+            bool q_better = (q->state != BUS_PEER_LIVE) != (p->state != BUS_PEER_LIVE)
+                                ? q->state != BUS_PEER_LIVE
+                                : q->last_heard_us < p->last_heard_us;
+            if (q_better)
+                p = q;
+        }
+        bus_count(M_peers_evicted, 1);
+    }
+    bus_peer_init(p, node_id, epoch, epoch > bus.epoch, now);
+    return p;
+}
+
+/* --- applying DATA ------------------------------------------------------------------- */
+
+static void
+announce(const char *key, size_t nkey)
+{
+    bus_queue_announce(key, nkey);
+    bus.announced = true;
+    bus_count(M_announces, 1);
+}
+
+static void
+apply_data(const uint8_t *payload, size_t plen)
+{
+    size_t off = 0;
+    struct wire_record r;
+    int64_t t = bus_mono_ms();
+    while (off < plen && wire_next_record(payload, plen, &off, &r) == WIRE_OK) {
+        if (r.op == WIRE_OP_FLUSH) {
+            cache_flush(r.delay);
+            bus_count(M_flushes_received, 1);
+            continue;
+        }
+        bus_count(M_keys_received, 1);
+        switch (cache_drop(r.key, r.nkey, r.has_hash, r.hash)) {
+        case CACHE_OK:
+            bus_count(M_keys_dropped, 1);
+            if (r.has_hash && bus_published_lately(r.key, r.nkey, t))
+                announce(r.key, r.nkey);
+            break;
+        case CACHE_EXISTS:
+            bus_count(M_keys_kept, 1);
+            break;
+        default:
+            bus_count(M_keys_missed, 1);
+            break;
+        }
+    }
+}
+
+/* --- one datagram -------------------------------------------------------------------- */
+
+static void
+handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, socklen_t srclen)
+{
+    struct wire_header h;
+    if (wire_header_decode(buf, len, &h) != WIRE_OK) {
+        bus_count(M_malformed, 1);
+        return;
+    }
+    if (h.node_id == bus.node_id) {
+        bus_count(M_own_ignored, 1);
+        return;
+    }
+    uint8_t plain[WIRE_PAYLOAD_MAX];
+    const uint8_t *payload;
+    if (!bus_crypto_open(bus_seal_key(), &h, buf, len, plain, &payload)) {
+        bus_count(M_auth_failures, 1);
+        return;
+    }
+    /* Parse fully before touching any state: all of a datagram or none. */
+    union {
+        struct wire_heartbeat hb;
+        struct wire_nack nack;
+        struct wire_gone gone;
+    } c;
+    unsigned nrec;
+    enum wire_result wr = WIRE_BAD_TYPE;
+    switch (h.type) {
+    case WIRE_DATA:
+        wr = wire_check_data(payload, h.plen, &nrec);
+        break;
+    case WIRE_HEARTBEAT:
+        wr = wire_get_heartbeat(payload, h.plen, &c.hb);
+        break;
+    case WIRE_NACK:
+        wr = wire_get_nack(payload, h.plen, &c.nack);
+        break;
+    case WIRE_GONE:
+        wr = wire_get_gone(payload, h.plen, &c.gone);
+        break;
+    }
+    if (wr != WIRE_OK) {
+        bus_count(M_malformed, 1);
+        return;
+    }
+    /* Control datagrams addressed to another node are none of our business. */
+    if ((h.type == WIRE_NACK && c.nack.target != bus.node_id) ||
+        (h.type == WIRE_GONE && c.gone.target != bus.node_id))
+        return;
+
+    int64_t now = bus_now_us();
+    struct bus_peer_event ev;
+    enum bus_peer_verdict v;
+    pthread_mutex_lock(&bus.peers_lock);
+    struct bus_peer *p = peer_find(h.node_id);
+    if (!p)
+        p = peer_add(h.node_id, h.epoch, now);
+    if (h.type == WIRE_DATA)
+        v = bus_peer_data(p, h.epoch, h.seq, now, &bus.timing, &ev);
+    else
+        v = bus_peer_control(p, h.epoch, h.seq, now, &ev);
+    if (v != BUS_PEER_FRESH) {
+        pthread_mutex_unlock(&bus.peers_lock);
+        bus_count(M_replays, 1);
+        return;
+    }
+    if (srclen <= sizeof(p->addr)) {
+        memcpy(&p->addr, src, srclen);
+        p->addrlen = srclen;
+    }
+    act(p, &ev);
+    switch (h.type) {
+    case WIRE_DATA:
+        if (ev.repaired)
+            bus_count(M_repairs_received, 1);
+        break;
+    case WIRE_HEARTBEAT:
+        bus_count(M_heartbeats_received, 1);
+        memset(&ev, 0, sizeof(ev));
+        bus_peer_heartbeat(p, c.hb.last_seq, c.hb.leaving, now, &bus.timing, &ev);
+        act(p, &ev);
+        break;
+    case WIRE_GONE:
+        bus_count(M_gones_received, 1);
+        memset(&ev, 0, sizeof(ev));
+        bus_peer_gone(p, c.gone.epoch, c.gone.oldest, &ev);
+        act(p, &ev);
+        break;
+    }
+    pthread_mutex_unlock(&bus.peers_lock);
+
+    if (h.type == WIRE_DATA)
+        apply_data(payload, h.plen);
+    else if (h.type == WIRE_NACK)
+        bus_serve_nack(h.node_id, &c.nack, src, srclen);
+}
+
+void
+bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    uint8_t buf[WIRE_DATAGRAM_MAX + 1];
+    for (int i = 0; i < BUS_RECV_BURST; i++) {
+        struct sockaddr_storage src;
+        socklen_t srclen = sizeof(src);
+        ssize_t n = recvfrom(w->fd, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&src, &srclen);
+        if (n < 0)
+            break; /* EAGAIN, or an ICMP error reported on the socket */
+        bus_count(M_datagrams_received, 1);
+        if ((size_t)n > WIRE_DATAGRAM_MAX) {
+            bus_count(M_malformed, 1);
+            continue;
+        }
+        handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen);
+    }
+    if (bus.announced) {
+        bus.announced = false;
+        bus_loop_flush_later();
+    }
+}
+
+/* --- timers' work on the peers ------------------------------------------------------------ */
+
+static void
+send_nack(struct bus_peer *p)
+{
+    if (p->addrlen == 0)
+        return;
+    struct wire_nack n;
+    bus_peer_missing(p, &n);
+    if (n.n == 0)
+        return;
+    uint8_t buf[WIRE_PAYLOAD_MAX];
+    bus_send_control(WIRE_NACK, buf, wire_put_nack(buf, &n), (struct sockaddr *)&p->addr,
+                     p->addrlen);
+    bus_count(M_nacks_sent, 1);
+}
+
+bool
+bus_peers_tick(int64_t now)
+{
+    bool holes = false;
+    pthread_mutex_lock(&bus.peers_lock);
+    for (size_t i = 0; i < bus.npeers; i++) {
+        struct bus_peer *p = &bus.peers[i];
+        if (p->state != BUS_PEER_LIVE && now - p->last_heard_us > BUS_FORGET_US) {
+            bus.peers[i--] = bus.peers[--bus.npeers];
+            continue;
+        }
+        bool nack_due;
+        struct bus_peer_event ev;
+        bus_peer_tick(p, now, &bus.timing, &nack_due, &ev);
+        act(p, &ev);
+        if (nack_due)
+            send_nack(p);
+        holes |= bus_peer_has_holes(p);
+    }
+    pthread_mutex_unlock(&bus.peers_lock);
+    return holes;
+}
