@@ -177,14 +177,16 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         k = 2;
     }
     uint64_t lookups = 0;
+    /* What this command queues, and nothing before it, is what a key over
+     * 250 bytes takes back: earlier pipelined replies belong to requests
+     * the client is already matching them to. */
+    struct reply_mark mine;
+    reply_mark(&c->out, &mine);
     for (;;) {
         for (; req->tokens[k].len != 0; k++) {
             const struct proto_token *key = &req->tokens[k];
             if (key->len > CACHE_KEY_MAX) {
-                /* memcached drops every reply it has not sent yet (this
-                 * command's values and earlier pipelined replies alike)
-                 * and says only this. */
-                reply_rollback(&c->out, &c->batch_mark);
+                reply_rollback(&c->out, &mine);
                 reply_line(&c->out, "CLIENT_ERROR bad command line format");
                 goto count;
             }

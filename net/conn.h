@@ -45,10 +45,6 @@ struct conn {
     size_t rcap, rstart, rend;
 
     struct reply_buf out;
-    /* Output state when this pass began parsing: everything after it is
-     * still unsent, which is what memcached discards when a multiget hits a
-     * key that is too long. */
-    struct reply_mark batch_mark;
 
     /* CONN_NREAD: the item being filled (one reference, released in
      * conn_complete_nread or conn_destroy). */
