@@ -1,8 +1,10 @@
-/* cmd: every classic text command, with memcached 1.6.18's token-count
- * checks, error lines and noreply rules (any reply of a command whose last
- * token is "noreply" is suppressed, errors included, as memcached's
- * out_string does). The meta commands (mg ms md ma mn me) will be rows of
- * the same table; until then they answer ERROR like any unknown command. */
+/* cmd: the command table and every classic text command, with memcached
+ * 1.6.18's token-count checks, error lines and noreply rules (any reply of a
+ * command whose last token is "noreply" is suppressed, errors included, as
+ * memcached's out_string does). Each row of CMD_TABLE declares how many
+ * tokens its command takes, how it is silenced, whether tokens[1] is a key
+ * and what a success publishes; cmd_dispatch checks all of that once, so the
+ * handlers below only parse their arguments and call the cache. */
 #include "net/cmd.h"
 
 #include <limits.h>
@@ -11,33 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/cmd_internal.h"
 #include "net/stats_text.h"
 #include "src/clock.h"
 #include "src/log.h"
 
-/* What a success tells the bus. */
-enum cmd_publish {
-    PUB_NONE,       /* reads, touch, admin */
-    PUB_KEY,        /* the key changed: after success only */
-    PUB_ALWAYS,     /* delete: even on a miss, peers may hold the key */
-    PUB_FLUSH,      /* flush_all */
-};
-
 enum {
     GET_CAS = 1,
     GET_TOUCH = 2,
-};
-
-struct cmd_row;
-typedef void (*cmd_handler_fn)(struct conn *c, struct proto_request *req,
-                               const struct cmd_row *row);
-
-struct cmd_row {
-    const char *name;
-    size_t len;
-    cmd_handler_fn handler;
-    int arg;                    /* variant: get flags, store op, incr/decr */
-    enum cmd_publish publish;
 };
 
 static void cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row);
@@ -51,44 +34,51 @@ static void cmd_verbosity(struct conn *c, struct proto_request *req, const struc
 static void cmd_stats(struct conn *c, struct proto_request *req, const struct cmd_row *row);
 static void cmd_quit(struct conn *c, struct proto_request *req, const struct cmd_row *row);
 static void cmd_shutdown(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+static const char *cmd_delete_shape(struct conn *c, const struct proto_request *req);
 
-/* name, handler, variant, publishes. Most frequent first: lookup is a scan. */
-#define CMD_TABLE(X)                                           \
-    X("get", cmd_get, 0, PUB_NONE)                             \
-    X("set", cmd_store, CACHE_SET, PUB_KEY)                    \
-    X("gets", cmd_get, GET_CAS, PUB_NONE)                      \
-    X("delete", cmd_delete, 0, PUB_ALWAYS)                     \
-    X("add", cmd_store, CACHE_ADD, PUB_KEY)                    \
-    X("replace", cmd_store, CACHE_REPLACE, PUB_KEY)            \
-    X("append", cmd_store, CACHE_APPEND, PUB_KEY)              \
-    X("prepend", cmd_store, CACHE_PREPEND, PUB_KEY)            \
-    X("cas", cmd_store, CACHE_CAS, PUB_KEY)                    \
-    X("incr", cmd_arith, 1, PUB_KEY)                           \
-    X("decr", cmd_arith, 0, PUB_KEY)                           \
-    X("touch", cmd_touch, 0, PUB_NONE)                         \
-    X("gat", cmd_get, GET_TOUCH, PUB_NONE)                     \
-    X("gats", cmd_get, GET_TOUCH | GET_CAS, PUB_NONE)          \
-    X("bget", cmd_get, 0, PUB_NONE)                            \
-    X("flush_all", cmd_flush_all, 0, PUB_FLUSH)                \
-    X("version", cmd_version, 0, PUB_NONE)                     \
-    X("verbosity", cmd_verbosity, 0, PUB_NONE)                 \
-    X("stats", cmd_stats, 0, PUB_NONE)                         \
-    X("quit", cmd_quit, 0, PUB_NONE)                           \
-    X("shutdown", cmd_shutdown, 0, PUB_NONE)
+#define ERR "ERROR"
+#define NOREPLY CMD_NOREPLY
+#define PLAIN CMD_PLAIN
+#define KEY CMD_KEY_ONE
+#define NOKEY CMD_KEY_NONE
+
+/* name, handler, variant, tokens min..max (memcached's count, the terminal
+ * included; 0: no bound) and the reply outside them, how replies are
+ * silenced, whether tokens[1] is a key, shape check, what it publishes.
+ * Most frequent first: lookup is a scan. */
+#define CMD_TABLE(X)                                                                          \
+    X("get", cmd_get, 0, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                             \
+    X("set", cmd_store, CACHE_SET, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
+    X("gets", cmd_get, GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                      \
+    X("delete", cmd_delete, 0, 3, 5, ERR, PLAIN, KEY, cmd_delete_shape, PUB_ALWAYS)           \
+    X("add", cmd_store, CACHE_ADD, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
+    X("replace", cmd_store, CACHE_REPLACE, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)            \
+    X("append", cmd_store, CACHE_APPEND, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)              \
+    X("prepend", cmd_store, CACHE_PREPEND, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)            \
+    X("cas", cmd_store, CACHE_CAS, 7, 8, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
+    X("incr", cmd_arith, 1, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_KEY)                           \
+    X("decr", cmd_arith, 0, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_KEY)                           \
+    X("touch", cmd_touch, 0, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_NONE)                         \
+    X("gat", cmd_get, GET_TOUCH, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                     \
+    X("gats", cmd_get, GET_TOUCH | GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)          \
+    X("bget", cmd_get, 0, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                            \
+    X("flush_all", cmd_flush_all, 0, 2, 4, ERR, NOREPLY, NOKEY, NULL, PUB_FLUSH)              \
+    X("version", cmd_version, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                     \
+    X("verbosity", cmd_verbosity, 0, 3, 4, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)               \
+    X("stats", cmd_stats, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                         \
+    X("quit", cmd_quit, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                           \
+    X("shutdown", cmd_shutdown, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)
 
 static const struct cmd_row cmd_table[] = {
-#define CMD_ROW(name, handler, arg, publish) \
-    { name, sizeof(name) - 1, handler, arg, publish },
+#define CMD_ROW(name, handler, arg, min, max, arity_err, reply, key, shape, publish) \
+    { name, sizeof(name) - 1, handler, arg, min, max, arity_err, reply, key, shape, publish },
     CMD_TABLE(CMD_ROW)
 #undef CMD_ROW
 };
 
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
-/* Storage rows by op, for publishing when the data block completes. */
-static const struct cmd_row *cmd_store_rows[CACHE_CAS + 1];
 
-/* memcached's out_string: a command marked noreply says nothing at all. */
-static void
+void
 cmd_out(struct conn *c, const char *line)
 {
     if (c->noreply) {
@@ -108,15 +98,28 @@ cmd_noreply_maybe(struct conn *c, const struct proto_request *req)
     return c->noreply;
 }
 
-static void
-cmd_publish(const struct conn *c, const struct cmd_row *row, bool ok,
+void
+cmd_publish(const struct conn *c, const struct cmd_row *row, enum cache_result r,
             const char *key, size_t nkey, bool has_hash, uint64_t hash)
 {
     net_invalidate_fn fn = c->w->shared->opts.on_invalidate;
     if (fn == NULL)
         return;
-    if (row->publish == PUB_ALWAYS || (row->publish == PUB_KEY && ok))
+    bool go = (row->publish == PUB_KEY && r == CACHE_OK) ||
+              (row->publish == PUB_ALWAYS && (r == CACHE_OK || r == CACHE_MISS));
+    if (go)
         fn(key, nkey, has_hash, hash);
+}
+
+static const struct cmd_row *
+cmd_find(const struct proto_token *name)
+{
+    for (size_t i = 0; i < CMD_COUNT; i++) {
+        const struct cmd_row *row = &cmd_table[i];
+        if (row->len == name->len && memcmp(row->name, name->p, name->len) == 0)
+            return row;
+    }
+    return NULL;
 }
 
 void
@@ -130,37 +133,29 @@ cmd_dispatch(struct conn *c, struct proto_request *req)
         reply_line(&c->out, "ERROR");
         return;
     }
-    const struct proto_token *name = &req->tokens[0];
-    for (size_t i = 0; i < CMD_COUNT; i++) {
-        const struct cmd_row *row = &cmd_table[i];
-        if (row->len == name->len && memcmp(row->name, name->p, name->len) == 0) {
-            row->handler(c, req, row);
+    const struct cmd_row *row = cmd_find(&req->tokens[0]);
+    if (row == NULL) {
+        reply_line(&c->out, "ERROR");
+        return;
+    }
+    if (req->ntokens < row->min_tokens || (row->max_tokens && req->ntokens > row->max_tokens)) {
+        reply_line(&c->out, row->arity_error);
+        return;
+    }
+    if (row->reply == CMD_NOREPLY)
+        cmd_noreply_maybe(c, req);
+    if (row->shape != NULL) {
+        const char *err = row->shape(c, req);
+        if (err != NULL) {
+            cmd_out(c, err);
             return;
         }
     }
-    reply_line(&c->out, "ERROR");
-}
-
-/* The key of a single-key command, or NULL after the error memcached gives
- * for one over 250 bytes. */
-static const struct proto_token *
-cmd_key(struct conn *c, const struct proto_request *req)
-{
-    const struct proto_token *key = &req->tokens[1];
-    if (key->len > CACHE_KEY_MAX) {
+    if (row->key == CMD_KEY_ONE && req->tokens[1].len > CACHE_KEY_MAX) {
         cmd_out(c, "CLIENT_ERROR bad command line format");
-        return NULL;
+        return;
     }
-    return key;
-}
-
-static bool
-cmd_want(struct conn *c, const struct proto_request *req, size_t a, size_t b)
-{
-    if (req->ntokens == a || req->ntokens == b)
-        return true;
-    reply_line(&c->out, "ERROR");
-    return false;
+    row->handler(c, req, row);
 }
 
 /* --- retrieval ---------------------------------------------------------- */
@@ -173,10 +168,6 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     int32_t exptime = 0;
     struct worker *w = c->w;
 
-    if (req->ntokens < 3) {
-        reply_line(&c->out, "ERROR");
-        return;
-    }
     size_t k = 1;
     if (touch) {
         if (!proto_parse_i32(&req->tokens[1], &exptime)) {
@@ -186,14 +177,16 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         k = 2;
     }
     uint64_t lookups = 0;
+    /* What this command queues, and nothing before it, is what a key over
+     * 250 bytes takes back: earlier pipelined replies belong to requests
+     * the client is already matching them to. */
+    struct reply_mark mine;
+    reply_mark(&c->out, &mine);
     for (;;) {
         for (; req->tokens[k].len != 0; k++) {
             const struct proto_token *key = &req->tokens[k];
             if (key->len > CACHE_KEY_MAX) {
-                /* memcached drops every reply it has not sent yet (this
-                 * command's values and earlier pipelined replies alike)
-                 * and says only this. */
-                reply_rollback(&c->out, &c->batch_mark);
+                reply_rollback(&c->out, &mine);
                 reply_line(&c->out, "CLIENT_ERROR bad command line format");
                 goto count;
             }
@@ -228,12 +221,7 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     int32_t exptime, vlen;
     uint64_t cas_in = 0;
 
-    if (!cmd_want(c, req, is_cas ? 7 : 6, is_cas ? 8 : 7))
-        return;
-    cmd_noreply_maybe(c, req);
-    const struct proto_token *key = cmd_key(c, req);
-    if (key == NULL)
-        return;
+    const struct proto_token *key = &req->tokens[1];
     if (!(proto_parse_u32(&req->tokens[2], &flags) &&
           proto_parse_i32(&req->tokens[3], &exptime) &&
           proto_parse_i32(&req->tokens[4], &vlen))) {
@@ -265,7 +253,7 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         /* memcached will not leave the old value visible after a failed set. */
         if (op == CACHE_SET) {
             cache_drop(key->p, key->len, false, 0); /* uncounted, as memcached */
-            cmd_publish(c, row, true, key->p, key->len, false, 0);
+            cmd_publish(c, row, CACHE_OK, key->p, key->len, false, 0);
         }
         return;
     }
@@ -273,6 +261,7 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     c->nread_dst = item_value(it);
     c->nread_left = (size_t)vlen + 2;
     c->nread_op = op;
+    c->nread_row = row;
     c->nread_cas = cas_in;
     c->nread_noreply = c->noreply;
     c->noreply = false;
@@ -301,7 +290,7 @@ cmd_complete_nread(struct conn *c)
     if (r == CACHE_OK && c->w->shared->opts.on_invalidate != NULL) {
         /* append/prepend store a combined value: it only holds the part. */
         bool whole = op != CACHE_APPEND && op != CACHE_PREPEND;
-        cmd_publish(c, cmd_store_rows[op], true, item_key(it), item_nkey(it), whole,
+        cmd_publish(c, c->nread_row, CACHE_OK, item_key(it), item_nkey(it), whole,
                     whole ? item_value_hash(it) : 0);
     }
     cache_release(&it);
@@ -309,42 +298,35 @@ cmd_complete_nread(struct conn *c)
 
 /* --- other mutations ---------------------------------------------------- */
 
+/* memcached accepts "delete <key> 0" and "delete <key> [0] noreply" (a hold
+ * time of zero is all that is left of the old delayed delete). */
+static const char *
+cmd_delete_shape(struct conn *c, const struct proto_request *req)
+{
+    if (req->ntokens == 3)
+        return NULL;
+    bool hold_is_zero = proto_token_is(&req->tokens[2], "0");
+    bool sets_noreply = cmd_noreply_maybe(c, req);
+    bool valid = (req->ntokens == 4 && (hold_is_zero || sets_noreply)) ||
+                 (req->ntokens == 5 && hold_is_zero && sets_noreply);
+    return valid ? NULL
+                 : "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
+}
+
 static void
 cmd_delete(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
-    if (req->ntokens < 3 || req->ntokens > 5) {
-        reply_line(&c->out, "ERROR");
-        return;
-    }
-    if (req->ntokens > 3) {
-        bool hold_is_zero = proto_token_is(&req->tokens[2], "0");
-        bool sets_noreply = cmd_noreply_maybe(c, req);
-        bool valid = (req->ntokens == 4 && (hold_is_zero || sets_noreply)) ||
-                     (req->ntokens == 5 && hold_is_zero && sets_noreply);
-        if (!valid) {
-            cmd_out(c, "CLIENT_ERROR bad command line format.  "
-                       "Usage: delete <key> [noreply]");
-            return;
-        }
-    }
-    const struct proto_token *key = cmd_key(c, req);
-    if (key == NULL)
-        return;
+    const struct proto_token *key = &req->tokens[1];
     enum cache_result r = cache_delete(key->p, key->len);
     cmd_out(c, r == CACHE_OK ? "DELETED" : reply_result_line(r));
-    cmd_publish(c, row, r == CACHE_OK, key->p, key->len, false, 0);
+    cmd_publish(c, row, r, key->p, key->len, false, 0);
 }
 
 static void
 cmd_arith(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     uint64_t delta, result;
-    if (!cmd_want(c, req, 4, 5))
-        return;
-    cmd_noreply_maybe(c, req);
-    const struct proto_token *key = cmd_key(c, req);
-    if (key == NULL)
-        return;
+    const struct proto_token *key = &req->tokens[1];
     if (!proto_parse_u64(&req->tokens[2], &delta)) {
         cmd_out(c, "CLIENT_ERROR invalid numeric delta argument");
         return;
@@ -356,7 +338,7 @@ cmd_arith(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         snprintf(num, sizeof(num), "%llu", (unsigned long long)result);
         cmd_out(c, num);
         /* The stored bytes may be space-padded in place: no value hash. */
-        cmd_publish(c, row, true, key->p, key->len, false, 0);
+        cmd_publish(c, row, CACHE_OK, key->p, key->len, false, 0);
         break;
     }
     case CACHE_NO_MEMORY:
@@ -372,12 +354,7 @@ static void
 cmd_touch(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     int32_t exptime;
-    if (!cmd_want(c, req, 4, 5))
-        return;
-    cmd_noreply_maybe(c, req);
-    const struct proto_token *key = cmd_key(c, req);
-    if (key == NULL)
-        return;
+    const struct proto_token *key = &req->tokens[1];
     if (!proto_parse_i32(&req->tokens[2], &exptime)) {
         cmd_out(c, "CLIENT_ERROR invalid exptime argument");
         return;
@@ -391,11 +368,6 @@ static void
 cmd_flush_all(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     int32_t exptime = 0;
-    if (req->ntokens < 2 || req->ntokens > 4) {
-        reply_line(&c->out, "ERROR");
-        return;
-    }
-    cmd_noreply_maybe(c, req);
     NET_STAT_ADD(c->w, cmd_flush, 1);
     if (!c->w->shared->opts.flush_enabled) {
         cmd_out(c, "CLIENT_ERROR flush_all not allowed");
@@ -427,9 +399,6 @@ static void
 cmd_verbosity(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     uint32_t level;
-    if (!cmd_want(c, req, 3, 4))
-        return;
-    cmd_noreply_maybe(c, req);
     if (!proto_parse_u32(&req->tokens[1], &level)) {
         cmd_out(c, "CLIENT_ERROR bad command line format");
         return;
@@ -505,14 +474,4 @@ cmd_stats(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     } else if (!stats_text_sub(sh, sub->p, sub->len, &c->out)) {
         reply_line(&c->out, "ERROR");
     }
-}
-
-/* Fills the op -> row map once at load time, so CMD_TABLE stays the single
- * source of which storage command publishes what. */
-static void __attribute__((constructor))
-cmd_table_index(void)
-{
-    for (size_t i = 0; i < CMD_COUNT; i++)
-        if (cmd_table[i].handler == cmd_store)
-            cmd_store_rows[cmd_table[i].arg] = &cmd_table[i];
 }

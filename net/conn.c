@@ -273,8 +273,6 @@ conn_process(struct conn *c)
      * is level-triggered, so bytes that arrive later wake us anyway. */
     bool drained = false;
 
-    reply_mark(&c->out, &c->batch_mark);
-
     for (;;) {
         if (c->dead || c->close_after_write)
             return STOP_CLOSE;

@@ -1,7 +1,7 @@
 /* conn: one client connection, owned by exactly one worker thread, and the
- * worker/shared types the rest of net/ sees. A connection is only ever
- * touched by its worker's thread, except the few _Atomic fields `stats
- * conns` reads from elsewhere under the worker's conns_lock.
+ * connection-level entry points. A connection is only ever touched by its
+ * worker's thread, except the few _Atomic fields `stats conns` reads from
+ * elsewhere under the worker's conns_lock (worker types: net_internal.h).
  *
  * Input:  rbuf [0 ........ rstart ====unparsed==== rend ..... rcap)
  * Output: struct reply_buf (reply.h), flushed with writev once per batch. */
@@ -15,90 +15,10 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
-#include "net/net.h"
+#include "net/net_internal.h"
 #include "net/reply.h"
 
-/* Per-worker counters, memcached's names; summed on `stats`. */
-#define NET_THREAD_STATS(X) \
-    X(bytes_read)           \
-    X(bytes_written)        \
-    X(cmd_get)              \
-    X(cmd_touch)            \
-    X(cmd_flush)            \
-    X(store_too_large)      \
-    X(store_no_memory)      \
-    X(conn_yields)          \
-    X(idle_kicks)
-
-struct net_thread_stats {
-#define NET_STAT_FIELD(name) _Atomic uint64_t name;
-    NET_THREAD_STATS(NET_STAT_FIELD)
-#undef NET_STAT_FIELD
-};
-
-/* Only the owning thread adds, so a relaxed load+store is enough (no locked
- * instruction on the hot path); readers on other threads see a recent value. */
-#define NET_STAT_ADD(w, name, n)                                              \
-    atomic_store_explicit(&(w)->stats.name,                                   \
-        atomic_load_explicit(&(w)->stats.name, memory_order_relaxed) + (n),   \
-        memory_order_relaxed)
-
-struct net_shared;
-struct conn;
-
-struct worker_handoff {
-    int fd;
-    const char *listen_name;    /* "tcp:127.0.0.1:11211", lives as long as net */
-};
-
-struct worker {
-    unsigned id;
-    pthread_t thread;
-    struct ev_loop *loop;
-    struct net_shared *shared;
-    ev_async wake;              /* new sockets queued, or shutdown asked */
-    pthread_mutex_t queue_lock;
-    struct worker_handoff *queue;
-    size_t queue_len, queue_cap;
-    _Atomic bool stopping;      /* set by net_shutdown on the main thread */
-    ev_timer stop_deadline;
-    ev_prepare before_poll;     /* on_poll hook and worker slices, see net.c */
-    ev_check after_poll;
-    /* on_poll's deadline. libev's epoll backend rounds timer waits up to
-     * whole milliseconds, so a sleeping worker wakes for it on a timerfd. */
-    int deadline_fd;
-    ev_io deadline_io;
-    double deadline_at;         /* ev_time() it is set for; 0: not set */
-    double run_since;           /* ev_time() when it last blocked or yielded */
-    double poll_at;             /* ev_time() as it entered the poll */
-    pthread_mutex_t conns_lock; /* guards the list, for `stats conns` */
-    struct conn *conns;
-    unsigned nconns;
-    struct net_thread_stats stats;
-    char scratch[16384];        /* bytes swallowed after a refused store */
-};
-
-/* Everything net/ shares between the acceptor and the workers. */
-struct net_shared {
-    struct net_options opts;
-    struct worker *workers;
-    unsigned nworkers;
-    _Atomic unsigned curr_conns;        /* client connections open */
-    _Atomic uint64_t total_conns;
-    _Atomic uint64_t rejected_conns;
-    _Atomic unsigned nlisteners;
-    _Atomic bool accepting;
-    _Atomic uint64_t listen_disabled_num;
-    time_t started;
-    /* `stats reset` baselines: counters only grow; reset remembers them. */
-    pthread_mutex_t reset_lock;
-    struct {
-#define NET_BASE_FIELD(name) uint64_t name;
-        NET_THREAD_STATS(NET_BASE_FIELD)
-#undef NET_BASE_FIELD
-        uint64_t total_conns, rejected_conns;
-    } base;
-};
+struct cmd_row;
 
 enum conn_state {
     CONN_PARSE,     /* reading command lines */
@@ -125,10 +45,6 @@ struct conn {
     size_t rcap, rstart, rend;
 
     struct reply_buf out;
-    /* Output state when this pass began parsing: everything after it is
-     * still unsent, which is what memcached discards when a multiget hits a
-     * key that is too long. */
-    struct reply_mark batch_mark;
 
     /* CONN_NREAD: the item being filled (one reference, released in
      * conn_complete_nread or conn_destroy). */
@@ -136,6 +52,7 @@ struct conn {
     char *nread_dst;
     size_t nread_left;
     enum cache_store_op nread_op;
+    const struct cmd_row *nread_row;    /* the table row, for publishing */
     uint64_t nread_cas;
     bool nread_noreply;
     /* CONN_SWALLOW: bytes still to discard. */

@@ -1,0 +1,72 @@
+/* cmd_internal: the command table's row type and the helpers its handlers
+ * share (cmd.c holds the classic commands and the table, cmd_meta.c the
+ * meta commands). Invariant: by the time a handler runs, the dispatcher has
+ * checked the row's token count, set c->noreply for a classic "noreply",
+ * run the row's shape check and refused a key over CACHE_KEY_MAX, so a
+ * handler only parses its own arguments and calls the cache. */
+#ifndef FLEETCACHE_NET_CMD_INTERNAL_H
+#define FLEETCACHE_NET_CMD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/cache.h"
+#include "net/conn.h"
+#include "net/proto.h"
+
+/* What a command tells the bus. */
+enum cmd_publish {
+    PUB_NONE,       /* reads, touch, admin */
+    PUB_KEY,        /* the key changed: after success only */
+    PUB_ALWAYS,     /* delete: on a hit or a miss (peers may hold the key),
+                     * never when a CAS check refused it */
+    PUB_FLUSH,      /* flush_all */
+};
+
+/* How a command's replies are silenced. */
+enum cmd_reply {
+    CMD_PLAIN,      /* never */
+    CMD_NOREPLY,    /* classic: a last token "noreply" silences every reply,
+                     * errors included (memcached's set_noreply_maybe) */
+    CMD_QUIET,      /* meta: the q flag; the handler drops the nominal codes */
+};
+
+enum cmd_key {
+    CMD_KEY_NONE,   /* no key, or several (checked one by one) */
+    CMD_KEY_ONE,    /* tokens[1] is a key: over 250 bytes is refused */
+};
+
+struct cmd_row;
+typedef void (*cmd_handler_fn)(struct conn *c, struct proto_request *req,
+                               const struct cmd_row *row);
+/* A row's own check of the tokens' shape, after the token count and noreply:
+ * returns the error line, or NULL when the request may go on. */
+typedef const char *(*cmd_shape_fn)(struct conn *c, const struct proto_request *req);
+
+struct cmd_row {
+    const char *name;
+    size_t len;
+    cmd_handler_fn handler;
+    int arg;                    /* variant: get flags, store op, incr/decr */
+    uint8_t min_tokens;         /* memcached's ntokens, the terminal included */
+    uint8_t max_tokens;         /* 0: no upper bound */
+    const char *arity_error;    /* the reply outside those bounds */
+    enum cmd_reply reply;
+    enum cmd_key key;
+    cmd_shape_fn shape;         /* NULL: none */
+    enum cmd_publish publish;
+};
+
+/* memcached's out_string: queues line and "\r\n", or nothing while the
+ * current command is silenced (c->noreply, which it then clears). */
+void
+cmd_out(struct conn *c, const char *line);
+
+/* Tells the bus hook about key according to row->publish and the outcome r
+ * (CACHE_OK, CACHE_MISS, or anything else for a refusal). */
+void
+cmd_publish(const struct conn *c, const struct cmd_row *row, enum cache_result r,
+            const char *key, size_t nkey, bool has_hash, uint64_t hash);
+
+#endif

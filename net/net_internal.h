@@ -1,0 +1,100 @@
+/* net_internal: what the files of net/ share and nobody else sees — the
+ * worker threads, the state shared between the acceptor and the workers, and
+ * the per-worker counters. Invariant: a worker's fields are written only by
+ * its own thread, except the queue (queue_lock), the connection list
+ * (conns_lock) and the atomics, which other threads read for `stats`. */
+#ifndef FLEETCACHE_NET_NET_INTERNAL_H
+#define FLEETCACHE_NET_NET_INTERNAL_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "net/net.h"
+
+/* Per-worker counters, memcached's names; summed on `stats`. */
+#define NET_THREAD_STATS(X) \
+    X(bytes_read)           \
+    X(bytes_written)        \
+    X(cmd_get)              \
+    X(cmd_touch)            \
+    X(cmd_flush)            \
+    X(store_too_large)      \
+    X(store_no_memory)      \
+    X(conn_yields)          \
+    X(idle_kicks)
+
+struct net_thread_stats {
+#define NET_STAT_FIELD(name) _Atomic uint64_t name;
+    NET_THREAD_STATS(NET_STAT_FIELD)
+#undef NET_STAT_FIELD
+};
+
+/* Only the owning thread adds, so a relaxed load+store is enough (no locked
+ * instruction on the hot path); readers on other threads see a recent value. */
+#define NET_STAT_ADD(w, name, n)                                              \
+    atomic_store_explicit(&(w)->stats.name,                                   \
+        atomic_load_explicit(&(w)->stats.name, memory_order_relaxed) + (n),   \
+        memory_order_relaxed)
+
+struct net_shared;
+struct conn;
+
+struct worker_handoff {
+    int fd;
+    const char *listen_name;    /* "tcp:127.0.0.1:11211", lives as long as net */
+};
+
+struct worker {
+    unsigned id;
+    pthread_t thread;
+    struct ev_loop *loop;
+    struct net_shared *shared;
+    ev_async wake;              /* new sockets queued, or shutdown asked */
+    pthread_mutex_t queue_lock;
+    struct worker_handoff *queue;
+    size_t queue_len, queue_cap;
+    _Atomic bool stopping;      /* set by net_shutdown on the main thread */
+    ev_timer stop_deadline;
+    ev_prepare before_poll;     /* on_poll hook and worker slices, see net.c */
+    ev_check after_poll;
+    /* on_poll's deadline. libev's epoll backend rounds timer waits up to
+     * whole milliseconds, so a sleeping worker wakes for it on a timerfd. */
+    int deadline_fd;
+    ev_io deadline_io;
+    double deadline_at;         /* ev_time() it is set for; 0: not set */
+    double run_since;           /* ev_time() when it last blocked or yielded */
+    double poll_at;             /* ev_time() as it entered the poll */
+    pthread_mutex_t conns_lock; /* guards the list, for `stats conns` */
+    struct conn *conns;
+    unsigned nconns;
+    struct net_thread_stats stats;
+    char scratch[16384];        /* bytes swallowed after a refused store */
+};
+
+/* Everything net/ shares between the acceptor and the workers. */
+struct net_shared {
+    struct net_options opts;
+    struct worker *workers;
+    unsigned nworkers;
+    _Atomic unsigned curr_conns;        /* client connections open */
+    _Atomic uint64_t total_conns;
+    _Atomic uint64_t rejected_conns;
+    _Atomic unsigned nlisteners;
+    _Atomic bool accepting;
+    _Atomic uint64_t listen_disabled_num;
+    time_t started;
+    /* `stats reset` baselines: counters only grow; reset remembers them. */
+    pthread_mutex_t reset_lock;
+    struct {
+#define NET_BASE_FIELD(name) uint64_t name;
+        NET_THREAD_STATS(NET_BASE_FIELD)
+#undef NET_BASE_FIELD
+        uint64_t total_conns, rejected_conns;
+    } base;
+};
+
+#endif
