@@ -32,12 +32,18 @@ const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT] = {
 #undef BUS_FLUSH_METRIC
 };
 
+#define BUS_OPTION_ROW(...) OPTION_ROW(struct bus_options, __VA_ARGS__)
+const struct option_row bus_option_rows[] = { BUS_OPTIONS(BUS_OPTION_ROW, BUS_OPTION_ROW) };
+#undef BUS_OPTION_ROW
+const size_t bus_option_nrows = sizeof(bus_option_rows) / sizeof(bus_option_rows[0]);
+
 void
 bus_options_default(struct bus_options *opts)
 {
+    char err[256];
     memset(opts, 0, sizeof(*opts));
-    opts->ttl = 1;
-    opts->flush_delay_us = 500;
+    /* Every default is a row's; a test checks that each one parses. */
+    (void)option_defaults(bus_option_rows, bus_option_nrows, opts, err, sizeof(err));
 }
 
 bool

@@ -15,16 +15,42 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/option.h"
+
+/* The bus's options: one row each (src/option.h), and the struct they
+ * generate. bus_options_default() loads the rows' defaults. */
+#define BUS_OPTIONS(X, ALSO)                                                                          \
+    X(char *, group, .name = "bus-group", .type = OPTION_HOSTPORT, .arg = "<addr:port>",        \
+      .help = "invalidation bus multicast group", .stat = "bus_group",                          \
+      .bad = "Invalid --bus-group: %s (want ADDR:PORT)")                                        \
+    X(char *, interface, .name = "bus-interface", .type = OPTION_STRING, .arg = "<addr>",       \
+      .help = "local address of the interface the bus joins and sends on (default: the "        \
+              "kernel's choice)",                                                               \
+      .stat = "bus_interface", .bad = "Invalid --bus-interface: empty")                         \
+    X(int, ttl, .name = "bus-ttl", .type = OPTION_INT, .arg = "<num>", .def = "1", .min = 0,    \
+      .max = 255, .help = "multicast TTL of bus datagrams (0 keeps them on this host)",         \
+      .stat = "bus_ttl", .bad = "Invalid --bus-ttl: %s (want 0-255)")                           \
+    X(char *, peers, .name = "bus-peers", .type = OPTION_HOSTPORTS, .arg = "<host:port,...>",   \
+      .help = "unicast bus peers (instead of multicast)", .stat = "bus_peers",                  \
+      .bad = "Invalid --bus-peers: %s (want HOST:PORT,...)")                                    \
+    X(char *, listen, .name = "bus-listen", .type = OPTION_HOSTPORT, .arg = "<addr:port>",      \
+      .help = "address the unicast bus listens on", .stat = "bus_listen",                       \
+      .bad = "Invalid --bus-listen: %s (want ADDR:PORT)")                                       \
+    X(char *, key_file, .name = "bus-key-file", .type = OPTION_STRING, .arg = "<path>",         \
+      .help = "shared key file (64 hex digits or 32 raw bytes): authenticate every bus "        \
+              "datagram",                                                                       \
+      .stat = "bus_key_file", .bad = "Invalid --bus-key-file: empty")                           \
+    X(uint64_t, node_id, .name = "bus-node-id", .type = OPTION_INT, .arg = "<num>", .def = "0", \
+      .min = 0, .max = UINT32_MAX, .help = "this node's id on the bus (0: random)",             \
+      .stat = "bus_node_id", .bad = "Invalid --bus-node-id: %s (want 0-4294967295)")            \
+    X(uint32_t, flush_delay_us, .name = "bus-flush-delay-us", .type = OPTION_INT,               \
+      .arg = "<num>", .def = "500", .min = 0, .max = 10 * 1000 * 1000,                          \
+      .help = "longest a key waits for its batch, in microseconds; a quiet bus sends at once",  \
+      .stat = "bus_flush_delay_us", .bad = "Invalid --bus-flush-delay-us: %s (want 0-10000000)")
+
 struct bus_options {
-    const char *group;          /* --bus-group ADDR:PORT: multicast mode */
-    const char *interface;      /* --bus-interface ADDR: join and send there; NULL: kernel's choice */
-    int ttl;                    /* --bus-ttl, default 1; 0 keeps datagrams on this host */
-    const char *listen;         /* --bus-listen ADDR:PORT: unicast mode ... */
-    const char *peers;          /* --bus-peers HOST:PORT,...: ... sending to each of these */
-    const char *key_file;       /* --bus-key-file PATH: 64 hex digits or 32 raw bytes; NULL: unauthenticated */
-    uint64_t node_id;           /* --bus-node-id, 1..4294967295; 0: random; more: bus_setup fails */
-    uint32_t flush_delay_us;    /* --bus-flush-delay-us: a batch waits at most this long (default 500) */
-    /* Tuning; 0 means the default in brackets. */
+    BUS_OPTIONS(OPTION_FIELD, OPTION_SKIP)
+    /* Tuning, not options; 0 means the default in brackets. */
     uint32_t heartbeat_ms;      /* [100] */
     uint32_t nack_interval_ms;  /* [30] between NACKs for the same holes */
     uint32_t repair_deadline_ms;/* [500] a hole older than this: flush */
@@ -33,7 +59,11 @@ struct bus_options {
     uint32_t announce_window_ms;/* [2000] see bus/receive.c, "differs -> announce" */
 };
 
-/* Fills opts with the defaults: no bus configured, ttl 1. */
+/* The rows of BUS_OPTIONS, for the option parser (src/option.h). */
+extern const struct option_row bus_option_rows[];
+extern const size_t bus_option_nrows;
+
+/* Fills opts with the rows' defaults: no bus configured, ttl 1. */
 void
 bus_options_default(struct bus_options *opts);
 

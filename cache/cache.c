@@ -37,22 +37,22 @@ cache_result_name(enum cache_result r)
     return (unsigned)r < CACHE_RESULT_COUNT ? result_names[r] : "CACHE_UNKNOWN";
 }
 
+#define CACHE_OPTION_ROW(...) OPTION_ROW(struct cache_options, __VA_ARGS__)
+const struct option_row cache_option_rows[] = { CACHE_OPTIONS(CACHE_OPTION_ROW, CACHE_OPTION_ROW) };
+#undef CACHE_OPTION_ROW
+const size_t cache_option_nrows = sizeof(cache_option_rows) / sizeof(cache_option_rows[0]);
+
+/* The default hash table: 2^16 buckets, grown in the background. */
+#define CACHE_HASHPOWER_DEFAULT 16
+
 void
 cache_options_default(struct cache_options *o)
 {
-    *o = (struct cache_options){
-        .mem_limit = UINT64_C(64) << 20,
-        .page_size = 1u << 20,
-        .chunk_min = 48,
-        .factor = 1.25,
-        .item_max = 1u << 20,
-        .slab_chunk_max = 1u << 19,
-        .evict = true,
-        .use_cas = true,
-        .hashpower = 16,
-        .background = false,
-        .max_ttl = 0,
-    };
+    char err[256];
+    memset(o, 0, sizeof(*o));
+    /* Every default is a row's; a test checks that each one parses. */
+    (void)option_defaults(cache_option_rows, cache_option_nrows, o, err, sizeof(err));
+    o->page_size = 1u << 20;
 }
 
 static void
@@ -621,7 +621,7 @@ cache_setup(const struct cache_options *opts, char *err, size_t errlen)
     }
     if (!slab_setup(err, errlen))
         return false;
-    if (!ht_setup(opts->hashpower, err, errlen)) {
+    if (!ht_setup(opts->hashpower != 0 ? opts->hashpower : CACHE_HASHPOWER_DEFAULT, err, errlen)) {
         slab_teardown();
         cache.nclasses = 0;
         return false;
@@ -631,7 +631,8 @@ cache_setup(const struct cache_options *opts, char *err, size_t errlen)
     maint.crawl_chunk = 0;
     maint.stop = false;
     maint.running = false;
-    if (opts->background) {
+    /* One thread does both jobs: -o no_lru_crawler,no_lru_maintainer stop it. */
+    if (opts->lru_crawler || opts->lru_maintainer) {
         if (pthread_create(&maint.thread, NULL, maint_main, NULL) != 0) {
             snprintf(err, errlen, "cannot start the cache maintenance thread");
             cache_teardown();

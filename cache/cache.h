@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/option.h"
+
 #define CACHE_KEY_MAX 250
 /* Expiry times above this many seconds are absolute unix times (memcached). */
 #define CACHE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
@@ -63,21 +65,68 @@ enum cache_store_op {
                      * (always EXISTS with use_cas off, as memcached -C) */
 };
 
+/* The cache's options: one row each (src/option.h), and the struct they
+ * generate. cache_options_default() loads the rows' defaults. */
+#define CACHE_OPTIONS(X, ALSO)                                                                        \
+    X(uint64_t, mem_limit, .flag = 'm', .name = "memory-limit", .type = OPTION_INT,   \
+      .arg = "<num>", .def = "64", .unit = 1 << 20, .help = "item memory in megabytes",        \
+      .stat = "maxbytes")                                                                       \
+    X(bool, evict, .flag = 'M', .name = "disable-evictions", .type = OPTION_CLEAR, .def = "yes", \
+      .help = "return error on memory exhausted instead of evicting", .stat = "evictions",     \
+      .show = OPTION_SHOW_ONOFF)                                                                \
+    X(bool, use_cas, .flag = 'C', .name = "disable-cas", .type = OPTION_CLEAR, .def = "yes",    \
+      .help = "disable use of CAS", .stat = "cas_enabled")                                     \
+    X(uint32_t, item_max, .flag = 'I', .name = "max-item-size", .type = OPTION_SIZE,            \
+      .arg = "<num>", .def = "1m", .min = 1024, .max = 1 << 30,                                 \
+      .help = "adjusts max item size (min: 1k, max: 1024m)", .stat = "item_size_max",          \
+      .bad = "Item max size cannot be less than 1024 bytes.",                                   \
+      .bad_high = "Cannot set item size limit higher than a gigabyte.")                        \
+    X(double, factor, .flag = 'f', .name = "slab-growth-factor", .type = OPTION_FLOAT,          \
+      .arg = "<num>", .def = "1.25", .min = 1, .min_open = true,                                \
+      .help = "chunk size growth factor", .stat = "growth_factor",                              \
+      .bad = "Factor must be greater than 1", .exit = 1)                                        \
+    X(uint32_t, chunk_min, .flag = 'n', .name = "slab-min-size", .type = OPTION_INT,            \
+      .arg = "<bytes>", .def = "48", .min = 1, .max = INT32_MAX,                                \
+      .help = "min space used for key+value+flags", .stat = "chunk_size",                      \
+      .bad = "Chunk size must be greater than 0", .exit = 1)                                    \
+    X(uint32_t, slab_chunk_max, .name = "slab_chunk_max", .sub = true, .type = OPTION_INT,      \
+      .arg = "<bytes>", .def = "524288", .min = 1, .max = 1 << 30,                              \
+      .help = "largest slab chunk in bytes; bigger items are stored whole",                    \
+      .stat = "slab_chunk_max", .bad = "could not parse argument to slab_chunk_max", .exit = 1) \
+    ALSO(uint32_t, slab_chunk_max, .name = "no_chunked_items", .sub = true, .type = OPTION_INT,    \
+      .implied = "1048576", .help = "slab_chunk_max becomes the page size (1 MiB)")           \
+    X(unsigned, hashpower, .name = "hashpower", .sub = true, .type = OPTION_INT,                \
+      .arg = "<num>", .min = 12, .max = 32,                                                     \
+      .help = "initial hash table size as a power of two (default: 0, grows at run time)",     \
+      .stat = "hashpower_init", .bad = "Initial hashtable multiplier of %s is too low",         \
+      .bad_high = "Initial hashtable multiplier of %s is too high\n"                            \
+                  "Choose a value based on \"STAT hash_power_level\" from a running instance",  \
+      .missing = "Missing numeric argument for %s", .exit = 1)                                  \
+    X(bool, lru_crawler, .name = "lru_crawler", .sub = true, .type = OPTION_SWITCH,             \
+      .def = "yes", .help = "background reclaim of expired items (default: on)",               \
+      .stat = "lru_crawler")                                                                    \
+    ALSO(bool, lru_crawler, .name = "no_lru_crawler", .sub = true, .type = OPTION_CLEAR,           \
+      .help = "disable the background reclaim of expired items")                               \
+    X(bool, lru_maintainer, .name = "lru_maintainer", .sub = true, .type = OPTION_SWITCH,       \
+      .def = "yes", .help = "background maintenance thread (default: on)",                     \
+      .stat = "lru_maintainer_thread")                                                          \
+    ALSO(bool, lru_maintainer, .name = "no_lru_maintainer", .sub = true, .type = OPTION_CLEAR,     \
+      .help = "disable the background maintenance thread")                                     \
+    X(uint32_t, max_ttl, .name = "max-ttl", .type = OPTION_INT, .arg = "<secs>", .def = "0",    \
+      .min = 0, .max = UINT32_MAX, .help = "cap every item's TTL at <secs> seconds (0: no cap)", \
+      .stat = "max_ttl")
+
 struct cache_options {
-    uint64_t mem_limit;        /* -m, bytes; counted in pages */
+    CACHE_OPTIONS(OPTION_FIELD, OPTION_SKIP)
     uint32_t page_size;        /* slab page, 1 MiB */
-    uint32_t chunk_min;        /* -n, bytes of key+value in the smallest class */
-    double factor;             /* -f, growth between classes (> 1.0) */
-    uint32_t item_max;         /* -I, largest item (header+key+value) */
-    uint32_t slab_chunk_max;   /* largest slab chunk; bigger items are "large" */
-    bool evict;                /* false with -M: a full cache refuses stores */
-    bool use_cas;              /* false with -C: CAS values read as 0 */
-    unsigned hashpower;        /* initial table size, log2 buckets (>= 10) */
-    bool background;           /* run the maintenance thread (expansion, reclaim) */
-    uint32_t max_ttl;          /* --max-ttl: caps every item's TTL in seconds; 0 = no cap */
 };
 
-/* Fills opts with memcached's defaults (-m 64, -n 48, -f 1.25, -I 1m). */
+/* The rows of CACHE_OPTIONS, for the option parser (src/option.h). */
+extern const struct option_row cache_option_rows[];
+extern const size_t cache_option_nrows;
+
+/* Fills opts with the rows' defaults (memcached's: -m 64, -n 48, -f 1.25,
+ * -I 1m), the background threads on. */
 void
 cache_options_default(struct cache_options *opts);
 

@@ -213,15 +213,30 @@ net_stopped_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
+#define NET_OPTION_ROW(...) OPTION_ROW(struct net_options, __VA_ARGS__)
+const struct option_row net_option_rows[] = { NET_OPTIONS(NET_OPTION_ROW, NET_OPTION_ROW) };
+#undef NET_OPTION_ROW
+const size_t net_option_nrows = sizeof(net_option_rows) / sizeof(net_option_rows[0]);
+
+void
+net_options_default(struct net_options *opts)
+{
+    char err[256];
+    memset(opts, 0, sizeof(*opts));
+    /* Every default is a row's; a test checks that each one parses. */
+    (void)option_defaults(net_option_rows, net_option_nrows, opts, err, sizeof(err));
+}
+
 bool
 net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_t errlen)
 {
     memset(&shared, 0, sizeof(shared));
     shared.opts = *opts;
+    /* Guards for callers that did not start from net_options_default(). */
     if (shared.opts.threads == 0)
         shared.opts.threads = 1;
     if (shared.opts.reqs_per_event == 0)
-        shared.opts.reqs_per_event = 20;
+        shared.opts.reqs_per_event = 1;
     if (shared.opts.version == NULL)
         shared.opts.version = "unknown";
     shared.started = time(NULL);

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/option.h"
+
 struct ev_loop;
 
 /* Called on the worker thread after a mutation of key succeeded (set, add,
@@ -42,20 +44,78 @@ typedef void (*net_settings_fn)(void *arg, net_stat_emit_fn emit, void *ctx);
 typedef bool (*net_substats_fn)(const char *name, size_t len, net_stat_emit_fn emit,
                                 void *ctx);
 
+/* The front end's options: one row each (src/option.h), and the struct
+ * they generate. net_options_default() loads the rows' defaults. */
+#define NET_OPTIONS(X, ALSO)                                                                          \
+    X(int, tcp_port, .flag = 'p', .name = "port", .type = OPTION_INT, .arg = "<num>",           \
+      .def = "11211", .min = 0, .max = 65535, .help = "TCP port to listen on (0: none)",        \
+      .stat = "tcpport", .bad = "ERROR: Invalid port number %s.")                               \
+    X(int, udp_port, .flag = 'U', .name = "udp-port", .type = OPTION_INT, .arg = "<num>",       \
+      .def = "0", .help = "accepted for compatibility; UDP is never served",                    \
+      .stat = "udpport")                                                                        \
+    X(char *, unix_path, .flag = 's', .name = "unix-socket", .type = OPTION_STRING,             \
+      .arg = "<file>", .help = "UNIX socket to listen on (disables network support)",           \
+      .stat = "domain_socket")                                                                  \
+    X(unsigned, unix_mask, .flag = 'a', .name = "unix-mask", .type = OPTION_OCTAL,              \
+      .arg = "<mask>", .def = "700", .min = 0, .max = 0777,                                     \
+      .help = "access mask for UNIX socket, in octal", .stat = "umask",                         \
+      .show = OPTION_SHOW_OCTAL)                                                                \
+    X(bool, shutdown_enabled, .flag = 'A', .name = "enable-shutdown", .type = OPTION_SWITCH,    \
+      .help = "enable ascii \"shutdown\" command", .stat = "shutdown_command")                 \
+    X(char *, listen, .flag = 'l', .name = "listen", .type = OPTION_LIST, .arg = "<addr>",      \
+      .help = "interface to listen on (default: INADDR_ANY); repeat or comma-separate "         \
+              "for several, host:port for another port",                                        \
+      .stat = "inter")                                                                          \
+    X(unsigned, max_conns, .flag = 'c', .name = "conn-limit", .type = OPTION_INT,               \
+      .arg = "<num>", .def = "1024", .min = 1, .max = INT32_MAX,                                \
+      .help = "max simultaneous connections", .stat = "maxconns",                               \
+      .bad = "Maximum connections must be greater than 0", .exit = 1)                           \
+    X(unsigned, threads, .flag = 't', .name = "threads", .type = OPTION_INT, .arg = "<num>",    \
+      .def = "4", .min = 1, .max = 1024, .help = "number of threads to use",                    \
+      .stat = "num_threads", .bad = "Number of threads must be greater than 0",                 \
+      .bad_high = "Number of threads must be at most 1024", .exit = 1)                          \
+    X(unsigned, reqs_per_event, .flag = 'R', .name = "max-reqs-per-event", .type = OPTION_INT,  \
+      .arg = "<num>", .def = "20", .min = 1, .max = INT32_MAX,                                  \
+      .help = "maximum number of requests per event, limits the requests processed per "        \
+              "connection to prevent starvation",                                               \
+      .stat = "reqs_per_event", .bad = "Number of requests per event must be greater than 0",   \
+      .exit = 1)                                                                                \
+    X(int, backlog, .flag = 'b', .name = "listen-backlog", .type = OPTION_INT, .arg = "<num>",  \
+      .def = "1024", .help = "set the backlog queue limit", .stat = "tcp_backlog")              \
+    X(int, protocol, .flag = 'B', .name = "protocol", .type = OPTION_CHOICE, .arg = "<name>",   \
+      .def = "auto", .choices = "auto=auto-negotiate|binary|ascii",                             \
+      .help = "protocol - one of ascii, binary, or auto (binary is not served)",                \
+      .stat = "binding_protocol",                                                               \
+      .bad = "Invalid value for binding protocol: %s\n -- should be one of auto, binary, or ascii") \
+    X(bool, flush_enabled, .flag = 'F', .name = "disable-flush-all", .type = OPTION_CLEAR,      \
+      .def = "yes", .help = "disable flush_all command", .stat = "flush_enabled")               \
+    X(bool, dump_enabled, .flag = 'X', .name = "disable-dumping", .type = OPTION_CLEAR,         \
+      .def = "yes", .help = "disable stats cachedump and lru_crawler metadump",                 \
+      .stat = "dump_enabled")                                                                   \
+    X(bool, watch_enabled, .flag = 'W', .name = "disable-watch", .type = OPTION_CLEAR,          \
+      .def = "yes", .help = "disable watch commands (live logging)")                            \
+    X(char, stat_key_prefix, .flag = 'D', .type = OPTION_CHAR, .arg = "<char>", .def = ":",     \
+      .help = "delimiter between key prefixes and IDs for per-prefix stats (turns "             \
+              "\"stats detail\" on)",                                                           \
+      .stat = "stat_key_prefix", .bad = "No delimiter specified", .exit = 1)                    \
+    X(unsigned, idle_timeout, .name = "idle_timeout", .sub = true, .type = OPTION_INT,          \
+      .arg = "<secs>", .def = "0", .min = 0, .max = INT32_MAX,                                  \
+      .help = "timeout for idle connections (0: no timeout)", .stat = "idle_timeout",           \
+      .missing = "Missing numeric argument for %s", .exit = 1)                                  \
+    X(unsigned, worker_slice_us, .name = "worker_slice_us", .sub = true, .type = OPTION_INT,    \
+      .arg = "<us>", .def = "500", .min = 0, .max = 1000000,                                    \
+      .help = "a busy worker yields its core after this many microseconds (0: never)",          \
+      .stat = "worker_slice_us", .bad = "Invalid worker_slice_us: %s (want 0-1000000)",         \
+      .exit = 1)                                                                                \
+    X(bool, track_sizes, .name = "track_sizes", .sub = true, .type = OPTION_SWITCH,             \
+      .help = "enable dynamic reports for 'stats sizes' command", .stat = "track_sizes")
+
+/* The binding protocols, in the order of -B's choices. */
+enum net_protocol { NET_PROTOCOL_AUTO, NET_PROTOCOL_BINARY, NET_PROTOCOL_ASCII };
+
 struct net_options {
-    const char *listen;         /* -l list, comma separated; NULL = any */
-    int tcp_port;               /* -p; 0 disables TCP */
-    const char *unix_path;      /* -s; when set, TCP is off (memcached) */
-    unsigned unix_mask;         /* -a, octal mode bits */
-    int backlog;                /* -b */
-    unsigned threads;           /* -t, >= 1 */
-    unsigned max_conns;         /* -c, client connections at once */
-    unsigned reqs_per_event;    /* -R */
-    unsigned idle_timeout;      /* -o idle_timeout, seconds; 0 = never */
-    unsigned worker_slice_us;   /* a busy worker yields after this; 0 = never */
-    bool shutdown_enabled;      /* -A */
-    bool flush_enabled;         /* false with -F */
-    bool track_sizes;           /* -o track_sizes: `stats sizes` reports */
+    NET_OPTIONS(OPTION_FIELD, OPTION_SKIP)
+    /* Set by main, not by options. */
     const char *version;        /* for "version" and stats */
     net_invalidate_fn on_invalidate;  /* NULL: nobody listens */
     net_flush_fn on_flush;
@@ -64,6 +124,15 @@ struct net_options {
     void *settings_arg;
     net_substats_fn substats;   /* NULL: unknown `stats x` is ERROR */
 };
+
+/* The rows of NET_OPTIONS, for the option parser (src/option.h). */
+extern const struct option_row net_option_rows[];
+extern const size_t net_option_nrows;
+
+/* Fills opts with the rows' defaults (memcached's: -p 11211, -c 1024, -t 4
+ * ...) and no hooks. */
+void
+net_options_default(struct net_options *opts);
 
 /* Binds the listeners and starts the worker threads. The acceptor's
  * watchers are registered on loop (the caller's, usually the default loop).

@@ -137,6 +137,21 @@ main_write_pidfile(const char *path)
     fclose(f);
 }
 
+/* -i: memcached prints its own and libevent's licenses; fleetcached names
+ * the libraries it links and their licenses. */
+static void
+main_license(FILE *out)
+{
+    fprintf(out, "fleetcached %s\n\n"
+                 "Linked libraries and their licenses:\n"
+                 "  libev      BSD-2-Clause or GPL-2.0-or-later (Marc Lehmann)\n"
+                 "  xxHash     BSD-2-Clause (Yann Collet)\n"
+                 "  libsodium  ISC (Frank Denis)\n"
+                 "fleetcache's own license: see the copyright file of its package or "
+                 "repository.\n",
+            PACKAGE_VERSION);
+}
+
 /* `stats bus`: adapts bus_stats' (name, value) lines to net's emitter. */
 struct main_bus_stats {
     net_stat_emit_fn emit;
@@ -163,62 +178,54 @@ main_substats(const char *name, size_t len, net_stat_emit_fn emit, void *ctx)
 int
 main(int argc, char **argv)
 {
-    struct config cfg;
+    static struct config cfg; /* net/ reads `stats settings` from it until exit */
     char err[512];
     int code = 1;
 
     config_init(&cfg);
-    if (!config_parse(&cfg, argc, argv, err, sizeof(err), &code)) {
+    if (!config_parse(&cfg, argc, argv, stderr, err, sizeof(err), &code)) {
         fprintf(stderr, "%s\n", err);
         config_deinit(&cfg);
         return code;
     }
-    if (cfg.help) {
+    if (cfg.proc.help) {
         config_usage(stdout, PACKAGE_VERSION);
         config_deinit(&cfg);
         return 0;
     }
-    if (cfg.version) {
+    if (cfg.proc.license) {
+        main_license(stdout);
+        config_deinit(&cfg);
+        return 0;
+    }
+    if (cfg.proc.version) {
         printf("fleetcached %s\n", PACKAGE_VERSION);
         config_deinit(&cfg);
         return 0;
     }
-    log_setup(cfg.verbose);
+    log_setup(cfg.proc.verbose);
 
-    if (!main_raise_nofile(cfg.max_conns, cfg.threads)) {
+    if (!main_raise_nofile(cfg.net.max_conns, cfg.net.threads)) {
         fprintf(stderr, "failed to set rlimit for open files. Try starting as root or "
                         "requesting smaller maxconns value.\n");
         return EXIT_OSERR;
     }
-    int rc = main_switch_user(cfg.user);
+    int rc = main_switch_user(cfg.proc.user);
     if (rc != 0)
         return rc;
     /* Before any thread exists: fork keeps only the calling thread. */
-    if (cfg.daemonize) {
-        if (!main_daemonize(cfg.verbose > 0)) {
+    if (cfg.proc.daemonize) {
+        if (!main_daemonize(cfg.proc.verbose > 0)) {
             fprintf(stderr, "failed to daemon() in order to daemonize\n");
             return EXIT_OSERR;
         }
-        if (cfg.pidfile != NULL)
-            main_write_pidfile(cfg.pidfile);
+        if (cfg.proc.pidfile != NULL)
+            main_write_pidfile(cfg.proc.pidfile);
     }
     signal(SIGPIPE, SIG_IGN);
 
     clock_setup();
-    struct cache_options copts;
-    cache_options_default(&copts);
-    copts.mem_limit = cfg.mem_limit;
-    copts.chunk_min = cfg.chunk_min;
-    copts.factor = cfg.factor;
-    copts.item_max = (uint32_t)cfg.item_max;
-    copts.slab_chunk_max = cfg.slab_chunk_max;
-    copts.evict = cfg.evict;
-    copts.use_cas = cfg.use_cas;
-    if (cfg.hashpower != 0)
-        copts.hashpower = cfg.hashpower;
-    copts.background = cfg.lru_maintainer || cfg.lru_crawler;
-    copts.max_ttl = cfg.max_ttl;
-    if (!cache_setup(&copts, err, sizeof(err))) {
+    if (!cache_setup(&cfg.cache, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
         return EXIT_OSERR;
     }
@@ -231,32 +238,22 @@ main(int argc, char **argv)
     ev_signal_init(&sig_term, signal_cb, SIGTERM);
     ev_signal_start(loop, &sig_term);
 
-    struct net_options nopts;
-    config_net_options(&cfg, &nopts);
-    nopts.version = FLEETCACHED_PROTO_VERSION;
-    struct bus_options bopts;
-    bus_options_default(&bopts);
-    bopts.group = cfg.bus_group;
-    bopts.interface = cfg.bus_interface;
-    bopts.ttl = cfg.bus_ttl;
-    bopts.listen = cfg.bus_listen;
-    bopts.peers = cfg.bus_peers;
-    bopts.key_file = cfg.bus_key_file;
-    bopts.node_id = cfg.bus_node_id;
-    bopts.flush_delay_us = cfg.bus_flush_delay_us;
+    cfg.net.version = FLEETCACHED_PROTO_VERSION;
+    cfg.net.settings = config_stats_settings;
+    cfg.net.settings_arg = &cfg;
     /* Started before net/ so the first client write is published. */
-    if (bus_enabled(&bopts)) {
-        if (!bus_setup(&bopts, err, sizeof(err))) {
+    if (bus_enabled(&cfg.bus)) {
+        if (!bus_setup(&cfg.bus, err, sizeof(err))) {
             fprintf(stderr, "%s\n", err);
             cache_teardown();
             return EXIT_OSERR;
         }
-        nopts.on_invalidate = bus_publish_invalidate;
-        nopts.on_flush = bus_publish_flush;
-        nopts.on_poll = bus_publish_poll;
+        cfg.net.on_invalidate = bus_publish_invalidate;
+        cfg.net.on_flush = bus_publish_flush;
+        cfg.net.on_poll = bus_publish_poll;
     }
-    nopts.substats = main_substats; /* `stats bus` says "enabled 0" without a bus */
-    if (!net_setup(&nopts, loop, err, sizeof(err))) {
+    cfg.net.substats = main_substats; /* `stats bus` says "enabled 0" without a bus */
+    if (!net_setup(&cfg.net, loop, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
         net_teardown();
         bus_teardown();
@@ -269,8 +266,8 @@ main(int argc, char **argv)
     net_teardown();   /* workers joined: nobody publishes any more */
     bus_teardown();   /* sends what is pending and a goodbye; before the cache goes */
     cache_teardown();
-    if (cfg.daemonize && cfg.pidfile != NULL)
-        unlink(cfg.pidfile);
+    if (cfg.proc.daemonize && cfg.proc.pidfile != NULL)
+        unlink(cfg.proc.pidfile);
     log_info("exiting");
     config_deinit(&cfg);
     return 0;

@@ -58,7 +58,7 @@ start(const char *key_file, uint32_t ring_size)
     cache_options_default(&co);
     co.mem_limit = 16 << 20;
     co.hashpower = 10;
-    co.background = false;
+    co.lru_crawler = co.lru_maintainer = false;
     cr_assert(cache_setup(&co, err, sizeof(err)), "%s", err);
 
     fp = socket(AF_INET, SOCK_DGRAM, 0);
@@ -79,7 +79,7 @@ start(const char *key_file, uint32_t ring_size)
     bus_options_default(&o);
     o.listen = listen;
     o.peers = peers;
-    o.key_file = key_file;
+    o.key_file = (char *)key_file; /* read only; the test owns it */
     o.heartbeat_ms = 50;
     o.repair_deadline_ms = 200;
     o.peer_timeout_ms = 600;

@@ -72,7 +72,7 @@ work(void *arg)
 Test(stress, threads_hammering_a_small_cache_keep_every_invariant, .timeout = 120)
 {
     struct cache_options o = fx_options(4);
-    o.background = true;
+    o.lru_maintainer = true;
     fx_start(&o);
     pthread_t t[THREADS];
     struct worker w[THREADS];
