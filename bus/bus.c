@@ -114,13 +114,13 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.node_id = (uint32_t)opts->node_id;
     while (bus.node_id == 0)
         bus.node_id = randombytes_random();
-    /* Looped-back own datagrams stop in the kernel; own_ignored then counts
-     * only what slips past (unicast mode, or a kernel without the filter). */
-    (void)mcast_ignore_node(&bus.ep, bus.node_id);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     /* Wall-clock microseconds: grows across restarts, which replay checks need. */
     bus.epoch = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+    /* Looped-back own datagrams stop in the kernel; own_ignored then counts
+     * only what slips past (unicast mode, or a kernel without the filter). */
+    (void)mcast_ignore_node(&bus.ep, bus.node_id, bus.epoch);
     bus.flush_delay_ns = (int64_t)opts->flush_delay_us * 1000;
     bus.heartbeat_us = (int64_t)or_default(opts->heartbeat_ms, 100) * 1000;
     bus.announce_window_ms = or_default(opts->announce_window_ms, 2000);
@@ -129,6 +129,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.timing.repair_deadline_us = (int64_t)or_default(opts->repair_deadline_ms, 500) * 1000;
     bus.timing.peer_timeout_us = (int64_t)or_default(opts->peer_timeout_ms, 1000) * 1000;
     bus.ctl_seq = 0;
+    bus.warned_duplicate_id = false;
     atomic_store(&bus.data_seq, 0);
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         atomic_store(&bus.m[i], 0);

@@ -55,18 +55,20 @@
     X(repairs_received)     /* DATA datagrams that filled a hole */             \
     X(gones_sent)           /* "no longer in my ring" answers */                \
     X(gones_received)                                                           \
-    X(unrepairable_flushes) /* whole-cache flushes for lost datagrams, sum of: */\
+    X(unrepairable_flushes) /* whole-cache flushes for datagrams lost to us, sum of: */\
     X(flush_deadline)                                                           \
     X(flush_gone)                                                               \
     X(flush_restart)                                                            \
     X(flush_timeout)                                                            \
     X(flush_too_far)                                                            \
+    X(flush_duplicate_id)                                                       \
     X(join_flushes)         /* first contact with unknown history, cache not empty */ \
     X(restarts)             /* a peer came back with a new epoch */             \
     X(auth_failures)        /* forged, corrupt, or sealed/clear mismatch */     \
     X(replays)              /* duplicate or older (epoch, seq) */               \
     X(malformed)            /* truncated or not a bus datagram */               \
-    X(own_ignored)          /* our own datagrams, looped back */                \
+    X(own_ignored)          /* our own datagrams (our id and epoch), looped back */ \
+    X(duplicate_id)         /* another node's datagrams under our node id */    \
     X(send_errors)                                                              \
     X(overflows)            /* publishers outran the send queue: fleet flushed */ \
     X(peers_evicted)
@@ -151,6 +153,7 @@ struct bus_state {
     bool announced;             /* receive.c queued announcements */
     uint64_t ctl_seq;           /* control datagrams are sent by the bus thread only */
     int64_t next_heartbeat_us;
+    bool warned_duplicate_id;   /* logged once */
 
     /* receive.c, the peer table: written by the bus thread, read by
      * bus_stats, under peers_lock. */

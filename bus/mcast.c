@@ -226,20 +226,25 @@ mcast_open(struct mcast_endpoints *ep, const char *group, const char *iface, int
 }
 
 bool
-mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id)
+mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id, uint64_t epoch)
 {
     if (ep->group_fd < 0)
         return false;
     /* Classic BPF. A UDP socket's filter sees the datagram from its 8-byte
      * UDP header on, so the node id (the big-endian word at offset 8 of the
-     * bus header, bus/wire.h) sits at 16. Anything too short to hold it is
-     * let through, for the bus thread to count as malformed. */
-    enum { UDP_HDR = 8, NODE_AT = UDP_HDR + 8 };
+     * bus header, bus/wire.h) sits at 16 and the epoch (two words at 16) at
+     * 24. Anything too short to hold them is let through, for the bus thread
+     * to count as malformed. */
+    enum { UDP_HDR = 8, NODE_AT = UDP_HDR + 8, EPOCH_AT = UDP_HDR + 16 };
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NODE_AT + 4, 0, 3),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, EPOCH_AT + 8, 0, 7),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, NODE_AT),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, node_id, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, node_id, 0, 5),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, EPOCH_AT),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(epoch >> 32), 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, EPOCH_AT + 4),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)epoch, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, 0),
         BPF_STMT(BPF_RET | BPF_K, 0xffff),
     };

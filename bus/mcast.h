@@ -47,11 +47,12 @@ void
 mcast_close(struct mcast_endpoints *ep);
 
 /* Asks the kernel to drop, on the group socket, datagrams whose header names
- * node_id (our own, looped back): they would only wake the bus thread to be
- * thrown away. Best effort: false if the filter cannot be attached, and the
- * bus thread then ignores them itself. */
+ * node_id and epoch (our own, looped back): they would only wake the bus
+ * thread to be thrown away. Another node using our id has another epoch and
+ * gets through, so the bus thread can say so. Best effort: false if the
+ * filter cannot be attached, and the bus thread then ignores them itself. */
 bool
-mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id);
+mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id, uint64_t epoch);
 
 /* Sends to the group, or to every peer. Returns how many sends failed. */
 unsigned

@@ -30,7 +30,8 @@ enum bus_peer_state {
     X(gone)       /* the sender's ring no longer holds what we need */  \
     X(restart)    /* the sender came back with a new epoch */           \
     X(timeout)    /* the sender was silent past the peer timeout */     \
-    X(too_far)    /* more missing than the window can track */
+    X(too_far)    /* more missing than the window can track */           \
+    X(duplicate_id) /* another node uses our id: we cannot follow it */
 
 enum bus_flush_reason {
 #define BUS_FLUSH_ENUM(name) BUS_FLUSH_##name,

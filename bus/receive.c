@@ -24,14 +24,17 @@
 #include "cache/cache.h"
 #include "src/log.h"
 
+/* quiet: the cause is logged once elsewhere, and may recur many times a second. */
 static void
-unrepairable(enum bus_flush_reason why, uint32_t node_id)
+unrepairable(enum bus_flush_reason why, uint32_t node_id, bool quiet)
 {
     cache_flush(0);
     bus_count(M_unrepairable_flushes, 1);
     bus_count(bus_flush_metric[why], 1);
-    log_info("bus: flushed the cache: lost datagrams of node %" PRIu32 " cannot be repaired (%s)",
-             node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
+    if (!quiet)
+        log_info("bus: flushed the cache: lost datagrams of node %" PRIu32
+                 " cannot be repaired (%s)",
+                 node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
 }
 
 static void
@@ -40,7 +43,7 @@ act(struct bus_peer *p, const struct bus_peer_event *ev)
     if (ev->new_epoch)
         bus_count(M_restarts, 1);
     if (ev->flush)
-        unrepairable(ev->reason, p->node_id);
+        unrepairable(ev->reason, p->node_id, false);
     if (ev->join_unknown) {
         /* Its earlier datagrams may have invalidated keys we filled before
          * hearing it. An empty cache has nothing to lose, so check first. */
@@ -133,6 +136,28 @@ apply_data(const uint8_t *payload, size_t plen)
 
 /* --- one datagram -------------------------------------------------------------------- */
 
+/* Another node speaks under our node id (a copied --bus-node-id). We cannot
+ * follow it: its sequence numbers, NACKs and repairs would be mistaken for
+ * ours. So its invalidations never reach us, and every datagram of it that
+ * may carry or announce some (DATA, heartbeats) costs us a flush: a miss,
+ * never a stale hit. Loud: counted, and logged once. */
+static void
+duplicate_id(const struct wire_header *h, const struct sockaddr *src)
+{
+    bus_count(M_duplicate_id, 1);
+    if (!bus.warned_duplicate_id) {
+        bus.warned_duplicate_id = true;
+        char from[64];
+        mcast_format_addr(src, from, sizeof(from));
+        log_error("bus: another node (epoch %" PRIu64 ", from %s) uses our node id %" PRIu32
+                  ": give each node its own --bus-node-id. We cannot follow it, so we flush "
+                  "on each of its datagrams (logged once; see duplicate_id in stats bus)",
+                  h->epoch, from, bus.node_id);
+    }
+    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
+        unrepairable(BUS_FLUSH_duplicate_id, h->node_id, true);
+}
+
 static void
 handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, socklen_t srclen)
 {
@@ -141,7 +166,7 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
         bus_count(M_malformed, 1);
         return;
     }
-    if (h.node_id == bus.node_id) {
+    if (h.node_id == bus.node_id && h.epoch == bus.epoch) {
         bus_count(M_own_ignored, 1);
         return;
     }
@@ -175,6 +200,10 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     }
     if (wr != WIRE_OK) {
         bus_count(M_malformed, 1);
+        return;
+    }
+    if (h.node_id == bus.node_id) {
+        duplicate_id(&h, src);
         return;
     }
     /* Control datagrams addressed to another node are none of our business. */

@@ -408,9 +408,24 @@ Test(bus, its_own_datagrams_are_ignored)
 {
     store("k", "v");
     const char *keys[] = {"k"};
-    send_data_from(bus_node_id(), PEER_EPOCH, 1, keys, 1);
+    send_data_from(bus_node_id(), statv("epoch"), 1, keys, 1);
     cr_assert(wait_stat("own_ignored", 1, 2000));
     cr_assert(has("k"));
+    cr_assert_eq(statv("duplicate_id"), 0);
+}
+
+/* Same id, another epoch: another node copied our --bus-node-id. Its
+ * invalidations cannot be followed, so each of its datagrams flushes us. */
+Test(bus, another_node_with_our_id_is_counted_and_flushes_us)
+{
+    store("k", "v");
+    const char *keys[] = {"unrelated"};
+    send_data_from(bus_node_id(), PEER_EPOCH, 1, keys, 1);
+    cr_assert(wait_stat("duplicate_id", 1, 2000));
+    cr_assert_not(has("k"), "a node we cannot follow left our copies in place");
+    cr_assert_eq(statv("flush_duplicate_id"), 1);
+    cr_assert_eq(statv("own_ignored"), 0);
+    cr_assert_eq(statv("peers"), 0, "a twin of ours is no peer");
 }
 
 Test(bus, duplicates_and_old_epochs_are_counted_as_replays)
