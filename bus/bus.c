@@ -95,6 +95,19 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
         return false;
     }
     bus.sealed = opts->key_file && *opts->key_file;
+    if (bus.sealed && opts->insecure) {
+        snprintf(err, errlen, "bus: --bus-key-file and --bus-insecure contradict each other: "
+                              "give one");
+        return false;
+    }
+    /* Secure by default: an open bus lets anyone who can send it a datagram
+     * flush every node's cache, and make nodes send datagrams. */
+    if (!bus.sealed && !opts->insecure) {
+        snprintf(err, errlen, "bus: no --bus-key-file. Make a key once, " BUS_KEY_RECIPE
+                              ", give every node a copy (--bus-key-file bus.key), or accept an "
+                              "unauthenticated bus with --bus-insecure");
+        return false;
+    }
     if (bus.sealed && !bus_crypto_load_key(opts->key_file, bus.key, err, errlen))
         return false;
     if (opts->node_id > UINT32_MAX) {
@@ -163,7 +176,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
              bus.ep.multicast ? "multicast " : "unicast ",
              bus.ep.multicast ? where : opts->listen);
     if (!bus.sealed)
-        log_error("bus: unauthenticated (no --bus-key-file): anyone who can reach the bus "
+        log_error("bus: unauthenticated (--bus-insecure): anyone who can reach the bus "
                   "can drop or flush this node's keys");
     return true;
 }

@@ -21,7 +21,8 @@ struct bus_options {
     int ttl;                    /* --bus-ttl, default 1; 0 keeps datagrams on this host */
     const char *listen;         /* --bus-listen ADDR:PORT: unicast mode ... */
     const char *peers;          /* --bus-peers HOST:PORT,...: ... sending to each of these */
-    const char *key_file;       /* --bus-key-file PATH: 64 hex digits or 32 raw bytes; NULL: unauthenticated */
+    const char *key_file;       /* --bus-key-file PATH: 64 hex digits or 32 raw bytes */
+    bool insecure;              /* --bus-insecure: run without a key (bus_setup refuses otherwise) */
     uint64_t node_id;           /* --bus-node-id, 1..4294967295; 0: random; more: bus_setup fails */
     uint32_t flush_delay_us;    /* --bus-flush-delay-us: a batch waits at most this long (default 500) */
     /* Tuning; 0 means the default in brackets. */
@@ -43,7 +44,9 @@ bus_enabled(const struct bus_options *opts);
 
 /* Opens the sockets, loads the key, starts the bus thread. Call once, after
  * cache_setup(). Returns false with a one-line reason in err (size errlen);
- * nothing is left running then. Logs (log_error) when unauthenticated. */
+ * nothing is left running then. Without a key file it refuses (the reason
+ * says how to make a key) unless opts->insecure, and then logs a warning
+ * (log_error). */
 bool
 bus_setup(const struct bus_options *opts, char *err, size_t errlen);
 

@@ -55,7 +55,8 @@
     X(BUS_TTL, 0, "bus-ttl", 1, "<num>", "multicast TTL of bus datagrams (0-255, default: 1)") \
     X(BUS_PEERS, 0, "bus-peers", 1, "<host:port,...>", "unicast bus peers (instead of multicast)") \
     X(BUS_LISTEN, 0, "bus-listen", 1, "<addr:port>", "address the unicast bus listens on") \
-    X(BUS_KEY_FILE, 0, "bus-key-file", 1, "<path>", "shared key file: authenticate every bus datagram") \
+    X(BUS_KEY_FILE, 0, "bus-key-file", 1, "<path>", "shared key file: authenticate every bus datagram (64 hex digits; required unless --bus-insecure)") \
+    X(BUS_INSECURE, 0, "bus-insecure", 0, "", "run the bus without a key: anyone on the network can flush this node") \
     X(BUS_NODE_ID, 0, "bus-node-id", 1, "<num>", "this node's id on the bus (default: random)") \
     X(BUS_FLUSH_DELAY_US, 0, "bus-flush-delay-us", 1, "<num>", "longest a key waits for its batch; a quiet bus sends at once (microseconds, default: 500)")
 
@@ -470,6 +471,9 @@ config_apply(struct config *cfg, enum config_opt_id id, const char *arg, char *e
         if (arg[0] == '\0')
             return config_fail(err, errlen, exit_code, EXIT_USAGE, "Invalid --bus-key-file: empty");
         config_set_str(&cfg->bus_key_file, arg);
+        break;
+    case OPT_BUS_INSECURE:
+        cfg->bus_insecure = true;
         break;
     case OPT_BUS_NODE_ID: {
         uint64_t node_id;

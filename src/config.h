@@ -55,6 +55,7 @@ struct config {
     char *bus_peers;            /* --bus-peers HOST:PORT,... */
     char *bus_listen;           /* --bus-listen ADDR:PORT */
     char *bus_key_file;         /* --bus-key-file PATH */
+    bool bus_insecure;          /* --bus-insecure */
     uint64_t bus_node_id;       /* --bus-node-id N */
     bool bus_node_id_set;
     uint32_t bus_flush_delay_us;    /* --bus-flush-delay-us N */

@@ -242,6 +242,7 @@ main(int argc, char **argv)
     bopts.listen = cfg.bus_listen;
     bopts.peers = cfg.bus_peers;
     bopts.key_file = cfg.bus_key_file;
+    bopts.insecure = cfg.bus_insecure;
     bopts.node_id = cfg.bus_node_id;
     bopts.flush_delay_us = cfg.bus_flush_delay_us;
     /* Started before net/ so the first client write is published. */

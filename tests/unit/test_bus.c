@@ -80,6 +80,7 @@ start(const char *key_file, uint32_t ring_size)
     o.listen = listen;
     o.peers = peers;
     o.key_file = key_file;
+    o.insecure = key_file == NULL;
     o.heartbeat_ms = 50;
     o.repair_deadline_ms = 200;
     o.peer_timeout_ms = 600;
@@ -736,6 +737,28 @@ Test(bus, teardown_says_goodbye_and_stops_publishing)
 }
 
 /* --- authenticated ------------------------------------------------------------------------------ */
+
+/* Secure by default: no key and no --bus-insecure is no bus, and the reason
+ * says how to make a key. No bus thread is started (bus is not running). */
+Test(bus_options, a_bus_without_a_key_refuses_to_start_unless_insecure)
+{
+    char err[512] = "";
+    struct bus_options o;
+    bus_options_default(&o);
+    o.listen = "127.0.0.1:0";
+    o.peers = "127.0.0.1:9";
+    cr_assert_not(bus_setup(&o, err, sizeof(err)));
+    cr_assert(strstr(err, "no --bus-key-file"), "%s", err);
+    cr_assert(strstr(err, "head -c 32 /dev/urandom | od -An -tx1"), "no recipe: %s", err);
+    cr_assert(strstr(err, "--bus-insecure"), "%s", err);
+    o.key_file = "/nonexistent/bus.key";
+    o.insecure = true;
+    cr_assert_not(bus_setup(&o, err, sizeof(err)));
+    cr_assert(strstr(err, "contradict"), "%s", err);
+    static struct lines l;
+    bus_stats(collect, &l);
+    cr_assert_str_eq(l.text, "STAT enabled 0\n");
+}
 
 static char keypath[64];
 

@@ -66,6 +66,18 @@ Test(config, flags_and_long_forms_are_applied)
     config_deinit(&cfg);
 }
 
+Test(config, bus_insecure_is_a_flag_without_argument)
+{
+    struct config cfg;
+    char err[256];
+    int code = 0;
+    cr_assert(parse(&cfg, "--bus-group 239.1.2.3:5000 --bus-insecure -p 1", err, sizeof(err),
+                    &code), "%s", err);
+    cr_assert(cfg.bus_insecure);
+    cr_assert_eq(cfg.port, 1);
+    config_deinit(&cfg);
+}
+
 /* Arrays, not pointers: Criterion re-runs the binary per parameter. */
 struct refusal {
     char args[64];
