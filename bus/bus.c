@@ -72,6 +72,7 @@ release_all(void)
     free(bus.peers);
     bus.peers = NULL;
     bus.npeers = 0;
+    bus_floors_deinit(&bus.floors);
     pthread_mutex_unlock(&bus.peers_lock);
     sodium_memzero(bus.key, sizeof(bus.key));
     bus.node_id = 0;
@@ -141,8 +142,9 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.timing.nack_delay_us = 2000;
     bus.timing.repair_deadline_us = (int64_t)or_default(opts->repair_deadline_ms, 500) * 1000;
     bus.timing.peer_timeout_us = (int64_t)or_default(opts->peer_timeout_ms, 1000) * 1000;
+    bus.forget_us = (int64_t)or_default(opts->forget_ms, BUS_FORGET_MS) * 1000;
     bus.ctl_seq = 0;
-    bus.warned_duplicate_id = false;
+    bus.warned_duplicate_id = bus.warned_epoch_back = bus.warned_stale_epoch = false;
     atomic_store(&bus.data_seq, 0);
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         atomic_store(&bus.m[i], 0);
@@ -151,7 +153,8 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.ring = bus_ring_create(ring_size, WIRE_DATAGRAM_MAX);
     bus.peers = calloc(BUS_PEERS_MAX, sizeof(*bus.peers));
     bus.cur = malloc(sizeof(*bus.cur));
-    if (!bus.ring || !bus.peers || !bus.cur || !bus_loop_create()) {
+    if (!bus.ring || !bus.peers || !bus.cur || !bus_floors_init(&bus.floors) ||
+        !bus_loop_create()) {
         snprintf(err, errlen, "bus: out of memory or file descriptors");
         release_all();
         return false;

@@ -31,6 +31,7 @@ struct bus_options {
     uint32_t repair_deadline_ms;/* [500] a hole older than this: flush */
     uint32_t peer_timeout_ms;   /* [1000] a peer silent this long: flush */
     uint32_t ring_size;         /* [1024] datagrams kept for repair, up to 4096 */
+    uint32_t forget_ms;         /* [10000] a lost or departed peer's entry goes (its lives stay) */
     uint32_t announce_window_ms;/* [2000] see bus/receive.c, "differs -> announce" */
 };
 

@@ -27,6 +27,7 @@
 #include "bus/batch.h"
 #include "bus/bus.h"
 #include "bus/crypto.h"
+#include "bus/floor.h"
 #include "bus/mcast.h"
 #include "bus/peer.h"
 #include "bus/recent.h"
@@ -61,17 +62,23 @@
     X(flush_restart)                                                            \
     X(flush_timeout)                                                            \
     X(flush_too_far)                                                            \
+    X(flush_epoch_back)                                                         \
+    X(flush_stale_epoch)                                                        \
     X(flush_duplicate_id)                                                       \
     X(join_flushes)         /* first contact with unknown history, cache not empty */ \
     X(restarts)             /* a peer came back with a new epoch */             \
+    X(epochs_back)          /* ... with an older one: clock stepped back, shared id */ \
+    X(stale_epoch)          /* datagrams of an older life we refuse to follow */ \
     X(auth_failures)        /* forged, corrupt, or sealed/clear mismatch */     \
-    X(replays)              /* duplicate or older (epoch, seq) */               \
+    X(replays)              /* duplicate or older seq in the life we follow */  \
+    X(replays_old_life)     /* ... in a life we no longer follow (floors) */    \
     X(malformed)            /* truncated or not a bus datagram */               \
     X(own_ignored)          /* our own datagrams (our id and epoch), looped back */ \
     X(duplicate_id)         /* another node's datagrams under our node id */    \
     X(send_errors)                                                              \
     X(overflows)            /* publishers outran the send queue: fleet flushed */ \
-    X(peers_evicted)
+    X(peers_evicted)                                                            \
+    X(floors_evicted)       /* ids whose ended lives we could no longer keep */
 
 enum bus_metric {
 #define BUS_METRIC_ENUM(name) M_##name,
@@ -92,9 +99,13 @@ extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
 /* A heartbeat follows every DATA datagram within this long, so a lost last
  * datagram of a burst is noticed in milliseconds, not a heartbeat interval. */
 #define BUS_TAIL_HEARTBEAT_US 10000
-/* A lost or departed peer is forgotten after this long; then even an older
- * epoch from its id is accepted (a restart after a backwards clock step). */
-#define BUS_FORGET_US (10 * 1000000LL)
+/* A lost or departed peer's entry goes after this long (its lives stay in
+ * the floors). */
+#define BUS_FORGET_MS 10000
+/* An older life than the one we follow is followed (a restart whose clock
+ * went back) only if it booted this recently by our wall clock, either way;
+ * else it is refused (bus/receive.c). */
+#define BUS_EPOCH_FRESH_US (60 * 1000000LL)
 #define BUS_LINGER_S 0.06       /* two NACK rounds */
 
 struct bus_state {
@@ -107,6 +118,7 @@ struct bus_state {
     int64_t flush_delay_ns;
     int64_t heartbeat_us;
     int64_t announce_window_ms;
+    int64_t forget_us;
     struct bus_peer_timing timing;
     struct mcast_endpoints ep;
     struct ev_loop *loop;
@@ -154,12 +166,15 @@ struct bus_state {
     uint64_t ctl_seq;           /* control datagrams are sent by the bus thread only */
     int64_t next_heartbeat_us;
     bool warned_duplicate_id;   /* logged once */
+    bool warned_epoch_back;
+    bool warned_stale_epoch;
 
     /* receive.c, the peer table: written by the bus thread, read by
      * bus_stats, under peers_lock. */
     pthread_mutex_t peers_lock;
     struct bus_peer *peers;
     size_t npeers;
+    struct bus_floors floors;   /* the lives no peer entry follows */
 
     _Atomic uint64_t m[BUS_METRIC_COUNT];
 };

@@ -5,6 +5,23 @@
  * invalidations go to the cache and never back onto the bus, except the one
  * rule below ("differs -> announce").
  *
+ * Which life of a sender to follow. We follow one life (boot epoch) per node
+ * id; the lives we stopped following are kept in the floors (bus/floor.h),
+ * also after the peer entry goes. A datagram of another life:
+ *   - at or below what we saw of that life: a replay or a straggler, dropped
+ *     (replays_old_life), whenever it comes: no flush, nothing applied;
+ *   - newer than the life we follow, or a life we followed before that still
+ *     speaks, or an older life that booted within BUS_EPOCH_FRESH_US by our
+ *     wall clock (a restart whose clock went back): followed, after a flush
+ *     unless the life we leave said a clean goodbye;
+ *   - an older life, unknown and not fresh: refused (stale_epoch). It may be
+ *     a replay, or a long-running node that shares the id: we cannot tell,
+ *     so its DATA and heartbeats flush us. Noted in the floors, so the same
+ *     datagram replayed again is merely dropped.
+ * Invariant: a datagram we refuse never leaves copies in place that it may
+ * have invalidated; the only refusals without a flush are of what we
+ * already applied or flushed for.
+ *
  * Differs -> announce. A peer's set-like invalidation carries the new value's
  * hash; cache_drop keeps a copy with that hash and drops any other. When it
  * drops a copy that this node itself published lately, the two nodes raced
@@ -17,6 +34,7 @@
  * ordinary write to a popular key does not make every node answer. */
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "bus/bus_internal.h"
@@ -37,13 +55,33 @@ unrepairable(enum bus_flush_reason why, uint32_t node_id, bool quiet)
                  node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
 }
 
+/* Remembers a life no peer entry follows any more. */
+static void
+note_life(uint32_t node_id, const struct bus_life *life, bool followed)
+{
+    if (bus_floors_note(&bus.floors, node_id, life, followed))
+        bus_count(M_floors_evicted, 1);
+}
+
 static void
 act(struct bus_peer *p, const struct bus_peer_event *ev)
 {
-    if (ev->new_epoch)
-        bus_count(M_restarts, 1);
+    if (ev->life_ended)
+        note_life(p->node_id, &ev->ended, true);
+    /* Flush before counting: whoever sees a count sees its flush. */
     if (ev->flush)
         unrepairable(ev->reason, p->node_id, false);
+    if (ev->new_epoch)
+        bus_count(M_restarts, 1);
+    if (ev->epoch_back) {
+        bus_count(M_epochs_back, 1);
+        if (!bus.warned_epoch_back) {
+            bus.warned_epoch_back = true;
+            log_error("bus: node %" PRIu32 " went back from epoch %" PRIu64 " to %" PRIu64
+                      ": its clock stepped back, or two nodes share its id (logged once; see "
+                      "epochs_back in stats bus)", p->node_id, ev->ended.epoch, p->epoch);
+        }
+    }
     if (ev->join_unknown) {
         /* Its earlier datagrams may have invalidated keys we filled before
          * hearing it. An empty cache has nothing to lose, so check first. */
@@ -63,6 +101,14 @@ act(struct bus_peer *p, const struct bus_peer_event *ev)
 
 /* --- the peer table (peers_lock) --------------------------------------------------- */
 
+static void
+peer_remove(size_t i)
+{
+    struct bus_life life = bus_peer_life(&bus.peers[i]);
+    note_life(bus.peers[i].node_id, &life, true);
+    bus.peers[i] = bus.peers[--bus.npeers];
+}
+
 static struct bus_peer *
 peer_find(uint32_t node_id)
 {
@@ -72,26 +118,102 @@ peer_find(uint32_t node_id)
     return NULL;
 }
 
+/* A slot for a new entry. */
 static struct bus_peer *
-peer_add(uint32_t node_id, uint64_t epoch, int64_t now)
+peer_slot(void)
 {
-    struct bus_peer *p;
-    if (bus.npeers < BUS_PEERS_MAX) {
-        p = &bus.peers[bus.npeers++];
-    } else {
-        /* Full: replace the longest-silent peer, preferring ones not live. */
-        p = &bus.peers[0];
-        for (size_t i = 1; i < bus.npeers; i++) {
-            struct bus_peer *q = &bus.peers[i];
-            bool q_better = (q->state != BUS_PEER_LIVE) != (p->state != BUS_PEER_LIVE)
-                                ? q->state != BUS_PEER_LIVE
-                                : q->last_heard_us < p->last_heard_us;
-            if (q_better)
-                p = q;
-        }
-        bus_count(M_peers_evicted, 1);
+    if (bus.npeers < BUS_PEERS_MAX)
+        return &bus.peers[bus.npeers++];
+    /* Full: replace the longest-silent peer, preferring ones not live. */
+    size_t v = 0;
+    for (size_t i = 1; i < bus.npeers; i++) {
+        const struct bus_peer *q = &bus.peers[i], *p = &bus.peers[v];
+        bool q_better = (q->state != BUS_PEER_LIVE) != (p->state != BUS_PEER_LIVE)
+                            ? q->state != BUS_PEER_LIVE
+                            : q->last_heard_us < p->last_heard_us;
+        if (q_better)
+            v = i;
     }
-    bus_peer_init(p, node_id, epoch, epoch > bus.epoch, now);
+    bus_count(M_peers_evicted, 1);
+    struct bus_life life = bus_peer_life(&bus.peers[v]);
+    note_life(bus.peers[v].node_id, &life, true);
+    return &bus.peers[v];
+}
+
+static bool
+fresh_epoch(uint64_t epoch)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    int64_t age = now - (int64_t)epoch;
+    return epoch <= INT64_MAX && age < BUS_EPOCH_FRESH_US && age > -BUS_EPOCH_FRESH_US;
+}
+
+/* An older life we will not follow spoke (see the top of the file). */
+static void
+stale_epoch(const struct wire_header *h, const struct bus_life *followed, bool floor)
+{
+    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
+        unrepairable(BUS_FLUSH_stale_epoch, h->node_id, true);
+    bus_count(M_stale_epoch, 1);
+    struct bus_life seen = {.epoch = h->epoch};
+    if (h->type == WIRE_DATA)
+        seen.data_high = h->seq;
+    else
+        seen.ctl_high = h->seq;
+    note_life(h->node_id, &seen, false);
+    if (!bus.warned_stale_epoch) {
+        bus.warned_stale_epoch = true;
+        log_error("bus: node %" PRIu32 " spoke in epoch %" PRIu64 ", older than the epoch %"
+                  PRIu64 " we follow%s and not booted lately: a replay, or two nodes share the "
+                  "id; refused, and its data flushes us (logged once; see stale_epoch in stats "
+                  "bus)", h->node_id, h->epoch, followed->epoch, floor ? " (of a forgotten peer)" : "");
+    }
+}
+
+/* Finds or makes the entry that follows h's life, under peers_lock. NULL:
+ * the datagram is refused (counted here). */
+static struct bus_peer *
+peer_for(const struct wire_header *h, int64_t now)
+{
+    struct bus_peer *p = peer_find(h->node_id);
+    if (p && p->epoch == h->epoch)
+        return p;       /* the common case: one compare */
+    const struct bus_life *known = bus_floors_find(&bus.floors, h->node_id, h->epoch);
+    if (known && h->seq <= (h->type == WIRE_DATA ? known->data_high : known->ctl_high)) {
+        bus_count(M_replays_old_life, 1);
+        return NULL;
+    }
+    struct bus_life current;
+    const struct bus_life *latest = NULL;
+    if (p) {
+        current = bus_peer_life(p);
+        latest = &current;
+    } else if ((latest = bus_floors_latest(&bus.floors, h->node_id))) {
+        current = *latest;
+        latest = &current;
+    }
+    if (latest && h->epoch < latest->epoch && !known && !fresh_epoch(h->epoch)) {
+        stale_epoch(h, latest, p == NULL);
+        return NULL;
+    }
+    struct bus_life resume;
+    if (known)
+        resume = *known;    /* copied: noting the life we leave may move it */
+    if (!p) {
+        p = peer_slot();
+        if (!latest) {
+            bus_peer_init(p, h->node_id, h->epoch, h->epoch > bus.epoch, now);
+            return p;
+        }
+        bus_peer_resume(p, h->node_id, latest, now);
+    }
+    if (p->epoch != h->epoch) {
+        struct bus_peer_event ev;
+        bus_peer_switch(p, h->epoch, known ? &resume : NULL, now, &ev);
+        act(p, &ev);
+    }
     return p;
 }
 
@@ -144,6 +266,9 @@ apply_data(const uint8_t *payload, size_t plen)
 static void
 duplicate_id(const struct wire_header *h, const struct sockaddr *src)
 {
+    /* Flush first, count after: whoever sees the count sees the flush. */
+    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
+        unrepairable(BUS_FLUSH_duplicate_id, h->node_id, true);
     bus_count(M_duplicate_id, 1);
     if (!bus.warned_duplicate_id) {
         bus.warned_duplicate_id = true;
@@ -154,8 +279,6 @@ duplicate_id(const struct wire_header *h, const struct sockaddr *src)
                   "on each of its datagrams (logged once; see duplicate_id in stats bus)",
                   h->epoch, from, bus.node_id);
     }
-    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
-        unrepairable(BUS_FLUSH_duplicate_id, h->node_id, true);
 }
 
 static void
@@ -215,9 +338,11 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     struct bus_peer_event ev;
     enum bus_peer_verdict v;
     pthread_mutex_lock(&bus.peers_lock);
-    struct bus_peer *p = peer_find(h.node_id);
-    if (!p)
-        p = peer_add(h.node_id, h.epoch, now);
+    struct bus_peer *p = peer_for(&h, now);
+    if (!p) {
+        pthread_mutex_unlock(&bus.peers_lock);
+        return;
+    }
     if (h.type == WIRE_DATA)
         v = bus_peer_data(p, h.epoch, h.seq, now, &bus.timing, &ev);
     else
@@ -307,8 +432,8 @@ bus_peers_tick(int64_t now)
     pthread_mutex_lock(&bus.peers_lock);
     for (size_t i = 0; i < bus.npeers; i++) {
         struct bus_peer *p = &bus.peers[i];
-        if (p->state != BUS_PEER_LIVE && now - p->last_heard_us > BUS_FORGET_US) {
-            bus.peers[i--] = bus.peers[--bus.npeers];
+        if (p->state != BUS_PEER_LIVE && now - p->last_heard_us > bus.forget_us) {
+            peer_remove(i--);
             continue;
         }
         bool nack_due;

@@ -48,6 +48,7 @@ free_udp_port(void)
 }
 
 static uint32_t flush_delay_us = 300;
+static uint32_t forget_ms;              /* 0: the bus's default */
 
 static void
 start(const char *key_file, uint32_t ring_size)
@@ -86,6 +87,7 @@ start(const char *key_file, uint32_t ring_size)
     o.peer_timeout_ms = 600;
     o.ring_size = ring_size;
     o.flush_delay_us = flush_delay_us;
+    o.forget_ms = forget_ms;
     cr_assert(bus_setup(&o, err, sizeof(err)), "bus_setup: %s", err);
     cr_assert_not(bus_setup(&o, err, sizeof(err)), "a second bus_setup must refuse");
     peer_ctl_seq = 0;
@@ -119,6 +121,8 @@ stop(void)
 
 static uint64_t
 statv(const char *name);
+static bool
+wait_stat(const char *name, uint64_t at_least, int ms);
 
 /* --- the fake peer ------------------------------------------------------- */
 
@@ -157,13 +161,45 @@ send_data(uint64_t seq, const char *const *keys, size_t n)
     send_data_from(PEER_ID, PEER_EPOCH, seq, keys, n);
 }
 
+static size_t
+heartbeat_from(uint64_t epoch, uint64_t ctl_seq, uint64_t last, bool leaving, uint8_t *d)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX];
+    struct wire_heartbeat hb = {.last_seq = last, .leaving = leaving};
+    size_t plen = wire_put_heartbeat(p, &hb);
+    return frame(WIRE_HEARTBEAT, PEER_ID, epoch, ctl_seq, p, plen, d);
+}
+
 static void
 send_heartbeat(uint64_t last, bool leaving)
 {
+    uint8_t d[WIRE_DATAGRAM_MAX];
+    send_raw(d, heartbeat_from(PEER_EPOCH, ++peer_ctl_seq, last, leaving, d));
+}
+
+/* A heartbeat from another peer: the bus reads one socket in order, so once
+ * it is counted, everything sent before it has been handled. It makes
+ * checks right after a datagram independent of new counters and of any
+ * peer timeout. */
+static void
+sync_bus(void)
+{
+    static uint64_t ctl;
+    uint64_t before = statv("heartbeats_received");
     uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
-    struct wire_heartbeat hb = {.last_seq = last, .leaving = leaving};
+    struct wire_heartbeat hb = {.last_seq = 0};
     size_t plen = wire_put_heartbeat(p, &hb);
-    send_raw(d, frame(WIRE_HEARTBEAT, PEER_ID, PEER_EPOCH, ++peer_ctl_seq, p, plen, d));
+    send_raw(d, frame(WIRE_HEARTBEAT, PEER_ID + 1, PEER_EPOCH, ++ctl, p, plen, d));
+    cr_assert(wait_stat("heartbeats_received", before + 1, 2000));
+}
+
+/* The wall clock in microseconds: what a node just booted takes as epoch. */
+static uint64_t
+wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static void
@@ -429,17 +465,81 @@ Test(bus, another_node_with_our_id_is_counted_and_flushes_us)
     cr_assert_eq(statv("peers"), 0, "a twin of ours is no peer");
 }
 
-Test(bus, duplicates_and_old_epochs_are_counted_as_replays)
+Test(bus, duplicates_in_the_life_we_follow_are_replays)
 {
     const char *keys[] = {"x"};
     send_data(1, keys, 1);
     send_data(1, keys, 1);
     cr_assert(wait_stat("replays", 1, 2000));
-    store("k", "v");
+    cr_assert_eq(statv("unrepairable_flushes"), 0);
+}
+
+/* An older life, unknown to us, that did not boot lately: a replay, or a
+ * long-running node sharing the id. Refused, and since it may be the
+ * latter, it flushes us; the same datagram again is only a replay. */
+Test(bus, an_old_unknown_epoch_is_refused_and_flushes_once_per_datagram)
+{
+    const char *keys[] = {"x"};
+    send_data(1, keys, 1);
+    cr_assert(wait_stat("keys_received", 1, 2000));
+    store("other", "v");
     const char *kk[] = {"k"};
     send_data_from(PEER_ID, PEER_EPOCH - 1, 2, kk, 1);
-    cr_assert(wait_stat("replays", 2, 2000));
-    cr_assert(has("k"));
+    sync_bus();
+    cr_assert_not(has("other"), "a refused datagram left our copies in place");
+    cr_assert_eq(statv("stale_epoch"), 1);
+    cr_assert_eq(statv("flush_stale_epoch"), 1);
+    cr_assert_eq(statv("keys_received"), 1, "a refused datagram was applied");
+    store("other", "v");
+    send_data_from(PEER_ID, PEER_EPOCH - 1, 2, kk, 1);
+    cr_assert(wait_stat("replays_old_life", 1, 2000));
+    cr_assert(has("other"));
+    cr_assert_eq(statv("flush_stale_epoch"), 1);
+    cr_assert_eq(statv("peer:777:epoch"), PEER_EPOCH, "still following the real life");
+}
+
+/* Issue 13: without a key, one heartbeat with a live peer's id and epoch
+ * 2^64-1 made the other nodes take every real datagram of that peer for a
+ * replay, and serve stale values. The real peer's next datagram must now
+ * take the bus back to its life, after a flush. */
+Test(bus, a_spoofed_far_future_epoch_never_silences_the_real_peer)
+{
+    const char *keys[] = {"x"};
+    send_data(1, keys, 1);
+    send_heartbeat(1, false);
+    cr_assert(wait_stat("heartbeats_received", 1, 2000));
+    uint8_t d[WIRE_DATAGRAM_MAX];
+    send_raw(d, heartbeat_from(UINT64_MAX, 1, 0, false, d));
+    cr_assert(wait_stat("restarts", 1, 2000));
+    store("k", "old");              /* filled after the spoof's flush */
+    const char *kk[] = {"k"};
+    send_data(2, kk, 1);            /* the real peer changes k */
+    sync_bus();
+    cr_assert_not(has("k"), "stale copy served after a spoofed epoch");
+    cr_assert_eq(statv("keys_received"), 2, "the real peer's datagram was refused");
+    cr_assert_eq(statv("epochs_back"), 1);
+    cr_assert_eq(statv("peer:777:epoch"), PEER_EPOCH);
+    cr_assert_geq(statv("flush_epoch_back"), 1);
+}
+
+/* A node whose clock was an hour ahead restarts after the clock was set
+ * right: its new epoch is older than the one we followed, but fresh by our
+ * clock. Its invalidations must apply, not be dropped as replays. */
+Test(bus, a_restart_with_a_clock_stepped_back_is_followed)
+{
+    uint64_t ahead = wall_us() + 3600ull * 1000000;
+    const char *keys[] = {"x"};
+    send_data_from(PEER_ID, ahead, 1, keys, 1);
+    cr_assert(wait_stat("keys_received", 1, 2000));
+    store("k", "old");
+    const char *kk[] = {"k"};
+    send_data_from(PEER_ID, wall_us(), 1, kk, 1);
+    sync_bus();
+    cr_assert_not(has("k"), "the restarted node's invalidation was dropped");
+    cr_assert_eq(statv("keys_received"), 2);
+    cr_assert_eq(statv("epochs_back"), 1);
+    cr_assert_eq(statv("flush_epoch_back"), 1);
+    cr_assert_eq(statv("stale_epoch"), 0);
 }
 
 Test(bus, garbage_and_truncation_are_counted_and_change_nothing)
@@ -785,6 +885,53 @@ stop_sealed(void)
 }
 
 TestSuite(bus_sealed, .init = start_sealed, .fini = stop_sealed, .timeout = 20);
+
+/* Peers that left are forgotten after 300 ms instead of 10 s. */
+static void
+start_sealed_forgetful(void)
+{
+    forget_ms = 300;
+    start_sealed();
+}
+
+/* Issue 13: a sealed datagram recorded before its sender left, replayed
+ * after the sender was forgotten, flushed the node and applied the old
+ * keys. Its life is remembered (the floors): the replay is dropped, while
+ * the same life speaking anew is followed from where we left it. */
+Test(bus_forgetful, a_replay_after_the_sender_was_forgotten_changes_nothing,
+     .init = start_sealed_forgetful, .fini = stop_sealed, .timeout = 20)
+{
+    uint8_t data[WIRE_DATAGRAM_MAX], bye[WIRE_DATAGRAM_MAX], p[WIRE_PAYLOAD_MAX];
+    size_t plen = 0;
+    cr_assert(wire_put_invalidate(p, sizeof(p), &plen, "a", 1, false, 0));
+    size_t ndata = frame(WIRE_DATA, PEER_ID, PEER_EPOCH, 1, p, plen, data);
+    size_t nbye = heartbeat_from(PEER_EPOCH, 1, 1, true, bye);
+    send_raw(data, ndata);
+    send_raw(bye, nbye);
+    cr_assert(wait_stat("heartbeats_received", 1, 2000));
+    cr_assert_eq(statv("keys_received"), 1);
+    int64_t deadline = ms_now() + 5000;
+    while (statv("peers") != 0 && ms_now() < deadline)
+        usleep(10000);
+    cr_assert_eq(statv("peers"), 0, "the departed peer was not forgotten");
+    store("a", "v");
+    send_raw(data, ndata);
+    send_raw(bye, nbye);
+    cr_assert(wait_stat("replays_old_life", 2, 2000));
+    cr_assert(has("a"), "a replayed datagram was applied");
+    cr_assert_eq(statv("peers"), 0, "a replay brought the peer back");
+    cr_assert_eq(statv("keys_received"), 1);
+    cr_assert_eq(statv("unrepairable_flushes"), 0);
+    cr_assert_eq(statv("join_flushes"), 0);
+    /* The same life, speaking anew: followed from seq 2, nothing flushed. */
+    const char *aa[] = {"a"};
+    send_data(2, aa, 1);
+    cr_assert(wait_stat("keys_received", 2, 2000));
+    cr_assert_not(has("a"));
+    cr_assert_eq(statv("peers"), 1);
+    cr_assert_eq(statv("gaps"), 0);
+    cr_assert_eq(statv("unrepairable_flushes") + statv("join_flushes"), 0);
+}
 
 Test(bus_sealed, sealed_traffic_is_applied_and_forgeries_are_not)
 {
