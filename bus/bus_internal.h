@@ -53,6 +53,7 @@
     X(nacks_sent)                                                               \
     X(nacks_received)                                                           \
     X(repairs_sent)         /* DATA datagrams resent for a NACK */              \
+    X(repairs_rationed)     /* ... not resent: sent to that dest just before */ \
     X(repairs_received)     /* DATA datagrams that filled a hole */             \
     X(gones_sent)           /* "no longer in my ring" answers */                \
     X(gones_received)                                                           \
@@ -73,6 +74,8 @@
     X(replays)              /* duplicate or older seq in the life we follow */  \
     X(replays_old_life)     /* ... in a life we no longer follow (floors) */    \
     X(malformed)            /* truncated or not a bus datagram */               \
+    X(outside_peers)        /* unicast: from an address not in --bus-peers */   \
+    X(outside_group)        /* multicast: sent to our sending socket, not the group */ \
     X(own_ignored)          /* our own datagrams (our id and epoch), looped back */ \
     X(duplicate_id)         /* another node's datagrams under our node id */    \
     X(send_errors)                                                              \
@@ -239,10 +242,19 @@ bus_send_control(uint8_t type, const uint8_t *payload, size_t plen, const struct
 void
 bus_send_heartbeat(bool leaving);
 
-/* Answers a peer's NACK from the ring (or with GONE) at to. Bus thread. */
+/* Where control datagrams and repairs may go: never to an address a
+ * datagram claims, only to the group (multicast mode) or to one configured
+ * peer (unicast mode: its index in --bus-peers). */
+#define BUS_DEST_GROUP (-1)
+
+/* Sends a control datagram to dest. Bus thread. */
 void
-bus_serve_nack(uint32_t from, const struct wire_nack *n, const struct sockaddr *to,
-               socklen_t tolen);
+bus_send_control_to(int dest, uint8_t type, const uint8_t *payload, size_t plen);
+
+/* Answers a peer's NACK from the ring (or with GONE) at dest: each datagram
+ * at most once per half NACK interval per dest. Bus thread. */
+void
+bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest);
 
 /* True if this node may have published key within the announce window. */
 bool

@@ -290,6 +290,19 @@ mcast_send_all(const struct mcast_endpoints *ep, const uint8_t *buf, size_t len)
     return failed;
 }
 
+int
+mcast_peer_index(const struct mcast_endpoints *ep, const struct sockaddr *addr, socklen_t len)
+{
+    if (addr->sa_family != AF_INET || len < (socklen_t)sizeof(struct sockaddr_in))
+        return -1;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+    for (size_t i = 0; i < ep->npeers; i++)
+        if (ep->peers[i].sin_addr.s_addr == in->sin_addr.s_addr &&
+            ep->peers[i].sin_port == in->sin_port)
+            return (int)i;
+    return -1;
+}
+
 void
 mcast_format_addr(const struct sockaddr *addr, char *buf, size_t len)
 {

@@ -63,6 +63,11 @@ bool
 mcast_send_to(const struct mcast_endpoints *ep, const struct sockaddr *to, socklen_t tolen,
               const uint8_t *buf, size_t len);
 
+/* Unicast mode: the index in ep->peers of the peer at addr (address and
+ * port), or -1: a stranger. */
+int
+mcast_peer_index(const struct mcast_endpoints *ep, const struct sockaddr *addr, socklen_t len);
+
 /* Formats addr as "A.B.C.D:PORT" into buf. */
 void
 mcast_format_addr(const struct sockaddr *addr, char *buf, size_t len);

@@ -22,6 +22,12 @@
  * have invalidated; the only refusals without a flush are of what we
  * already applied or flushed for.
  *
+ * Who may speak. Unicast mode: only the addresses in --bus-peers (others:
+ * outside_peers). Multicast mode: only the group (datagrams sent to our
+ * sending socket: outside_group). NACKs, repairs and GONEs go only to the
+ * group or to the configured peer a datagram came from, never to an
+ * address a datagram claims, so no one can aim our answers elsewhere.
+ *
  * Differs -> announce. A peer's set-like invalidation carries the new value's
  * hash; cache_drop keeps a copy with that hash and drops any other. When it
  * drops a copy that this node itself published lately, the two nodes raced
@@ -281,8 +287,10 @@ duplicate_id(const struct wire_header *h, const struct sockaddr *src)
     }
 }
 
+/* dest: where answers to this datagram may go (bus_internal.h). */
 static void
-handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, socklen_t srclen)
+handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, socklen_t srclen,
+                int dest)
 {
     struct wire_header h;
     if (wire_header_decode(buf, len, &h) != WIRE_OK) {
@@ -380,7 +388,7 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     if (h.type == WIRE_DATA)
         apply_data(payload, h.plen);
     else if (h.type == WIRE_NACK)
-        bus_serve_nack(h.node_id, &c.nack, src, srclen);
+        bus_serve_nack(h.node_id, &c.nack, dest);
 }
 
 void
@@ -389,6 +397,8 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     uint8_t buf[WIRE_DATAGRAM_MAX + 1];
+    /* Multicast mode: everything of the fleet comes to the group socket. */
+    bool stranger_socket = bus.ep.multicast && w->fd != bus.ep.group_fd;
     for (int i = 0; i < BUS_RECV_BURST; i++) {
         struct sockaddr_storage src;
         socklen_t srclen = sizeof(src);
@@ -396,11 +406,23 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (n < 0)
             break; /* EAGAIN, or an ICMP error reported on the socket */
         bus_count(M_datagrams_received, 1);
+        if (stranger_socket) {
+            bus_count(M_outside_group, 1);
+            continue;
+        }
+        int dest = BUS_DEST_GROUP;
+        if (!bus.ep.multicast) {
+            dest = mcast_peer_index(&bus.ep, (struct sockaddr *)&src, srclen);
+            if (dest < 0) {
+                bus_count(M_outside_peers, 1);
+                continue;
+            }
+        }
         if ((size_t)n > WIRE_DATAGRAM_MAX) {
             bus_count(M_malformed, 1);
             continue;
         }
-        handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen);
+        handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen, dest);
     }
     if (bus.announced) {
         bus.announced = false;
@@ -410,18 +432,22 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* --- timers' work on the peers ------------------------------------------------------------ */
 
+/* To the group, or to the configured peer the sender's datagrams come from. */
 static void
 send_nack(struct bus_peer *p)
 {
-    if (p->addrlen == 0)
-        return;
+    int dest = BUS_DEST_GROUP;
+    if (!bus.ep.multicast) {
+        dest = p->addrlen ? mcast_peer_index(&bus.ep, (struct sockaddr *)&p->addr, p->addrlen) : -1;
+        if (dest < 0)
+            return;
+    }
     struct wire_nack n;
     bus_peer_missing(p, &n);
     if (n.n == 0)
         return;
     uint8_t buf[WIRE_PAYLOAD_MAX];
-    bus_send_control(WIRE_NACK, buf, wire_put_nack(buf, &n), (struct sockaddr *)&p->addr,
-                     p->addrlen);
+    bus_send_control_to(dest, WIRE_NACK, buf, wire_put_nack(buf, &n));
     bus_count(M_nacks_sent, 1);
 }
 

@@ -49,6 +49,7 @@ free_udp_port(void)
 
 static uint32_t flush_delay_us = 300;
 static uint32_t forget_ms;              /* 0: the bus's default */
+static uint32_t nack_interval_ms;       /* 0: the bus's default */
 
 static void
 start(const char *key_file, uint32_t ring_size)
@@ -88,6 +89,7 @@ start(const char *key_file, uint32_t ring_size)
     o.ring_size = ring_size;
     o.flush_delay_us = flush_delay_us;
     o.forget_ms = forget_ms;
+    o.nack_interval_ms = nack_interval_ms;
     cr_assert(bus_setup(&o, err, sizeof(err)), "bus_setup: %s", err);
     cr_assert_not(bus_setup(&o, err, sizeof(err)), "a second bus_setup must refuse");
     peer_ctl_seq = 0;
@@ -702,6 +704,65 @@ Test(bus, answers_gone_for_what_the_ring_no_longer_holds)
     cr_assert_eq(wire_get_gone(g.payload, g.h.plen, &gone), WIRE_OK);
     cr_assert_eq(gone.target, PEER_ID);
     cr_assert_eq(gone.oldest, 3);
+}
+
+/* Issue 13: a NACK from an address that is not one of --bus-peers made the
+ * bus send repairs to that address (up to 128 datagrams of 1,400 bytes for
+ * one small datagram: an amplifier). It is dropped and counted, and nothing
+ * goes to it. */
+Test(bus, a_nack_from_outside_the_peers_is_dropped_and_answered_nowhere)
+{
+    bus_publish_invalidate("k", 1, false, 0);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    int stranger = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(stranger, (struct sockaddr *)&a, sizeof(a)), 0);
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    struct wire_nack n = {.target = bus_node_id(), .epoch = statv("epoch"), .n = 1,
+                          .r = {{.first = 1, .count = 1}}};
+    size_t plen = wire_put_nack(p, &n);
+    size_t len = frame(WIRE_NACK, PEER_ID, PEER_EPOCH, 1, p, plen, d);
+    cr_assert_eq(sendto(stranger, d, len, 0, (struct sockaddr *)&bus_addr, sizeof(bus_addr)),
+                 (ssize_t)len);
+    sync_bus(); /* from the real peer, after the stranger's NACK */
+    cr_assert_eq(statv("outside_peers"), 1);
+    cr_assert_eq(statv("nacks_received"), 0);
+    cr_assert_eq(statv("repairs_sent"), 0);
+    struct pollfd pfd = {.fd = stranger, .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 0), 0, "the stranger got an answer");
+    close(stranger);
+}
+
+/* Answers to NACKs are rationed: each datagram at most once per half NACK
+ * interval (here 5 s) to each destination, however many NACKs ask. */
+static void
+start_patient(void)
+{
+    nack_interval_ms = 10000;
+    start_plain();
+}
+
+Test(bus_patient, a_flood_of_nacks_gets_each_datagram_once_per_interval, .init = start_patient,
+     .fini = stop, .timeout = 20)
+{
+    bus_publish_invalidate("k", 1, false, 0);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    send_heartbeat(0, false);
+    for (int i = 0; i < 20; i++)
+        send_nack(1, 1);
+    /* Counted after each NACK's answers went out: then all of them are here
+     * (loopback delivers within sendto). */
+    cr_assert(wait_stat("repairs_rationed", 19, 2000));
+    cr_assert_eq(statv("repairs_sent"), 1);
+    unsigned repairs = 0;
+    struct pollfd pfd = {.fd = fp, .events = POLLIN};
+    while (poll(&pfd, 1, 0) == 1) {
+        cr_assert_gt(recv(fp, g.raw, sizeof(g.raw), 0), 0);
+        repairs += g.raw[5] == WIRE_DATA;
+    }
+    cr_assert_eq(repairs, 1, "%u repairs of one datagram", repairs);
 }
 
 /* Nagle's rule with a clock: a quiet bus sends a key at once; the next
