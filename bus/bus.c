@@ -145,6 +145,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.forget_us = (int64_t)or_default(opts->forget_ms, BUS_FORGET_MS) * 1000;
     bus.ctl_seq = 0;
     bus.warned_duplicate_id = bus.warned_epoch_back = bus.warned_stale_epoch = false;
+    bus.warned_peers_full = false;
     atomic_store(&bus.data_seq, 0);
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         atomic_store(&bus.m[i], 0);

@@ -65,6 +65,7 @@
     X(flush_too_far)                                                            \
     X(flush_epoch_back)                                                         \
     X(flush_stale_epoch)                                                        \
+    X(flush_peers_full)                                                         \
     X(flush_duplicate_id)                                                       \
     X(join_flushes)         /* first contact with unknown history, cache not empty */ \
     X(restarts)             /* a peer came back with a new epoch */             \
@@ -80,7 +81,8 @@
     X(duplicate_id)         /* another node's datagrams under our node id */    \
     X(send_errors)                                                              \
     X(overflows)            /* publishers outran the send queue: fleet flushed */ \
-    X(peers_evicted)                                                            \
+    X(peers_evicted)        /* dead peers' entries given to new senders */      \
+    X(peers_refused)        /* datagrams of senders past BUS_PEERS_MAX live peers */ \
     X(floors_evicted)       /* ids whose ended lives we could no longer keep */
 
 enum bus_metric {
@@ -94,6 +96,8 @@ enum bus_metric {
 extern const char *const bus_metric_names[BUS_METRIC_COUNT];
 extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
 
+/* The largest fleet: every live peer needs an entry (a sender without one
+ * cannot be followed, so its datagrams flush us). */
 #define BUS_PEERS_MAX 256
 #define BUS_READY_MAX 4096      /* full batches waiting: ~5.6 MB at most */
 #define BUS_REPAIRS_PER_NACK 128
@@ -171,6 +175,7 @@ struct bus_state {
     bool warned_duplicate_id;   /* logged once */
     bool warned_epoch_back;
     bool warned_stale_epoch;
+    bool warned_peers_full;
 
     /* receive.c, the peer table: written by the bus thread, read by
      * bus_stats, under peers_lock. */

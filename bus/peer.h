@@ -36,6 +36,7 @@ enum bus_peer_state {
     X(too_far)    /* more missing than the window can track */           \
     X(epoch_back) /* the sender went back to an older life */           \
     X(stale_epoch) /* an older life we refuse to follow spoke */         \
+    X(peers_full) /* a sender we cannot follow: the table is full of live peers */ \
     X(duplicate_id) /* another node uses our id: we cannot follow it */
 
 enum bus_flush_reason {

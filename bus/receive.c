@@ -124,26 +124,43 @@ peer_find(uint32_t node_id)
     return NULL;
 }
 
-/* A slot for a new entry. */
+/* A slot for a new entry: a free one, else the longest-silent dead (lost or
+ * departed) peer's, whose life goes to the floors. Never a live peer's: it
+ * would look new when heard again, and flush us. NULL when every entry is
+ * live: the fleet is larger than we can follow. */
 static struct bus_peer *
 peer_slot(void)
 {
     if (bus.npeers < BUS_PEERS_MAX)
         return &bus.peers[bus.npeers++];
-    /* Full: replace the longest-silent peer, preferring ones not live. */
-    size_t v = 0;
-    for (size_t i = 1; i < bus.npeers; i++) {
-        const struct bus_peer *q = &bus.peers[i], *p = &bus.peers[v];
-        bool q_better = (q->state != BUS_PEER_LIVE) != (p->state != BUS_PEER_LIVE)
-                            ? q->state != BUS_PEER_LIVE
-                            : q->last_heard_us < p->last_heard_us;
-        if (q_better)
-            v = i;
+    struct bus_peer *v = NULL;
+    for (size_t i = 0; i < bus.npeers; i++) {
+        struct bus_peer *q = &bus.peers[i];
+        if (q->state != BUS_PEER_LIVE && (!v || q->last_heard_us < v->last_heard_us))
+            v = q;
     }
+    if (!v)
+        return NULL;
     bus_count(M_peers_evicted, 1);
-    struct bus_life life = bus_peer_life(&bus.peers[v]);
-    note_life(bus.peers[v].node_id, &life, true);
-    return &bus.peers[v];
+    struct bus_life life = bus_peer_life(v);
+    note_life(v->node_id, &life, true);
+    return v;
+}
+
+/* A sender we cannot follow, for want of an entry. Like every refusal, it
+ * must not leave copies in place that its datagrams may invalidate. */
+static void
+peers_full(const struct wire_header *h)
+{
+    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
+        unrepairable(BUS_FLUSH_peers_full, h->node_id, true);
+    bus_count(M_peers_refused, 1);
+    if (!bus.warned_peers_full) {
+        bus.warned_peers_full = true;
+        log_error("bus: node %" PRIu32 " is one more than the %d live peers we can follow: "
+                  "the fleet is too large for one bus; we flush on each of its datagrams "
+                  "(logged once; see peers_refused in stats bus)", h->node_id, BUS_PEERS_MAX);
+    }
 }
 
 static bool
@@ -209,6 +226,10 @@ peer_for(const struct wire_header *h, int64_t now)
         resume = *known;    /* copied: noting the life we leave may move it */
     if (!p) {
         p = peer_slot();
+        if (!p) {
+            peers_full(h);
+            return NULL;
+        }
         if (!latest) {
             bus_peer_init(p, h->node_id, h->epoch, h->epoch > bus.epoch, now);
             return p;

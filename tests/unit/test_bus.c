@@ -50,6 +50,7 @@ free_udp_port(void)
 static uint32_t flush_delay_us = 300;
 static uint32_t forget_ms;              /* 0: the bus's default */
 static uint32_t nack_interval_ms;       /* 0: the bus's default */
+static uint32_t peer_timeout_ms = 600;
 
 static void
 start(const char *key_file, uint32_t ring_size)
@@ -85,7 +86,7 @@ start(const char *key_file, uint32_t ring_size)
     o.insecure = key_file == NULL;
     o.heartbeat_ms = 50;
     o.repair_deadline_ms = 200;
-    o.peer_timeout_ms = 600;
+    o.peer_timeout_ms = peer_timeout_ms;
     o.ring_size = ring_size;
     o.flush_delay_us = flush_delay_us;
     o.forget_ms = forget_ms;
@@ -763,6 +764,71 @@ Test(bus_patient, a_flood_of_nacks_gets_each_datagram_once_per_interval, .init =
         repairs += g.raw[5] == WIRE_DATA;
     }
     cr_assert_eq(repairs, 1, "%u repairs of one datagram", repairs);
+}
+
+/* A heartbeat from peer id (epoch PEER_EPOCH). */
+static void
+heartbeat_of(uint32_t id, uint64_t ctl_seq, uint64_t last, bool leaving)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    struct wire_heartbeat hb = {.last_seq = last, .leaving = leaving};
+    size_t plen = wire_put_heartbeat(p, &hb);
+    send_raw(d, frame(WIRE_HEARTBEAT, id, PEER_EPOCH, ctl_seq, p, plen, d));
+}
+
+/* Issue 13: a full peer table (256) evicted live peers, which looked new
+ * when heard again and flushed us. Now only dead peers are evicted; one
+ * sender more than 256 live peers is refused, loudly, and flushes us. */
+static bool
+stat_present(const char *name)
+{
+    struct find f = {.name = name};
+    bus_stats(find_stat, &f);
+    return f.found;
+}
+
+/* sync_bus for a full table: a member's heartbeat, not a newcomer's. */
+static void
+sync_crowd(void)
+{
+    static uint64_t ctl = 100;
+    uint64_t before = statv("heartbeats_received");
+    heartbeat_of(1255, ++ctl, 5, false);
+    cr_assert(wait_stat("heartbeats_received", before + 1, 2000));
+}
+
+static void
+start_crowded(void)
+{
+    peer_timeout_ms = 20000;    /* no peer goes silent during the test */
+    start_plain();
+}
+
+Test(bus_crowded, a_full_table_evicts_only_dead_peers_and_refuses_one_more_live_one,
+     .init = start_crowded, .fini = stop, .timeout = 30)
+{
+    for (uint32_t id = 1000; id < 1000 + 256; id++)
+        heartbeat_of(id, 1, 5, false);  /* each has sent 5 datagrams before */
+    cr_assert(wait_stat("heartbeats_received", 256, 5000));
+    cr_assert_eq(statv("peers"), 256);
+    heartbeat_of(2000, 1, 5, false);    /* one too many */
+    sync_crowd();
+    cr_assert_eq(statv("peers_refused"), 1);
+    cr_assert_eq(statv("flush_peers_full"), 1, "a sender we cannot follow must flush us");
+    cr_assert_eq(statv("peers_evicted"), 0, "a live peer was evicted");
+    store("k", "v");
+    heartbeat_of(1000, 2, 5, false);    /* the oldest live peer, nothing new */
+    sync_crowd();
+    cr_assert(has("k"), "a live peer looked new when heard again");
+    cr_assert_eq(statv("join_flushes"), 0);
+    /* A peer that said goodbye is dead: its entry goes to a newcomer. */
+    heartbeat_of(1001, 2, 5, true);
+    heartbeat_of(2001, 1, 0, false);
+    sync_crowd();
+    cr_assert_eq(statv("peers_evicted"), 1);
+    cr_assert_eq(statv("peers_refused"), 1);
+    cr_assert(stat_present("peer:2001:state"), "the newcomer has no entry");
+    cr_assert_not(stat_present("peer:1001:state"), "the departed peer kept its entry");
 }
 
 /* Nagle's rule with a clock: a quiet bus sends a key at once; the next
