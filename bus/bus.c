@@ -38,6 +38,7 @@ bus_options_default(struct bus_options *opts)
     memset(opts, 0, sizeof(*opts));
     opts->ttl = 1;
     opts->flush_delay_us = 500;
+    opts->announce_window_ms = 2000;
 }
 
 bool
@@ -137,7 +138,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     (void)mcast_ignore_node(&bus.ep, bus.node_id, bus.epoch);
     bus.flush_delay_ns = (int64_t)opts->flush_delay_us * 1000;
     bus.heartbeat_us = (int64_t)or_default(opts->heartbeat_ms, 100) * 1000;
-    bus.announce_window_ms = or_default(opts->announce_window_ms, 2000);
+    bus.announce_window_ms = opts->announce_window_ms;
     bus.timing.nack_interval_us = (int64_t)or_default(opts->nack_interval_ms, 30) * 1000;
     bus.timing.nack_delay_us = 2000;
     bus.timing.repair_deadline_us = (int64_t)or_default(opts->repair_deadline_ms, 500) * 1000;
@@ -221,6 +222,7 @@ bus_stats(bus_stat_fn emit, void *ctx)
     emit_u64(emit, ctx, "epoch", bus.epoch);
     emit("mode", bus.ep.multicast ? "multicast" : "unicast", ctx);
     emit_u64(emit, ctx, "authenticated", bus.sealed);
+    emit_u64(emit, ctx, "announce_window_ms", (uint64_t)bus.announce_window_ms);
     emit_u64(emit, ctx, "last_seq", atomic_load(&bus.data_seq));
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         emit_u64(emit, ctx, bus_metric_names[i], atomic_load_explicit(&bus.m[i], memory_order_relaxed));

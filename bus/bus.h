@@ -25,6 +25,8 @@ struct bus_options {
     bool insecure;              /* --bus-insecure: run without a key (bus_setup refuses otherwise) */
     uint64_t node_id;           /* --bus-node-id, 1..4294967295; 0: random; more: bus_setup fails */
     uint32_t flush_delay_us;    /* --bus-flush-delay-us: a batch waits at most this long (default 500) */
+    uint32_t announce_window_ms;/* --bus-announce-window-ms (default 2000; 0: off): see
+                                 * bus/receive.c, "differs -> announce" */
     /* Tuning; 0 means the default in brackets. */
     uint32_t heartbeat_ms;      /* [100] */
     uint32_t nack_interval_ms;  /* [30] between NACKs for the same holes */
@@ -32,7 +34,6 @@ struct bus_options {
     uint32_t peer_timeout_ms;   /* [1000] a peer silent this long: flush */
     uint32_t ring_size;         /* [1024] datagrams kept for repair, up to 4096 */
     uint32_t forget_ms;         /* [10000] a lost or departed peer's entry goes (its lives stay) */
-    uint32_t announce_window_ms;/* [2000] see bus/receive.c, "differs -> announce" */
 };
 
 /* Fills opts with the defaults: no bus configured, ttl 1. */

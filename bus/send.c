@@ -103,7 +103,8 @@ bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t val
     pthread_mutex_lock(&bus.pub_lock);
     if (bus.running) {
         bus_count(M_keys_published, 1);
-        bus_recent_note(&bus.recent, key, nkey, t);
+        if (bus.announce_window_ms > 0)
+            bus_recent_note(&bus.recent, key, nkey, t);
         add_invalidate_locked(key, nkey, has_hash, value_hash);
     }
     pthread_mutex_unlock(&bus.pub_lock);
@@ -130,6 +131,8 @@ bus_publish_flush(int64_t delay)
 bool
 bus_published_lately(const char *key, size_t nkey, int64_t now_ms)
 {
+    if (bus.announce_window_ms == 0)
+        return false;   /* the rule is off */
     pthread_mutex_lock(&bus.pub_lock);
     bool maybe = bus_recent_maybe(&bus.recent, key, nkey, now_ms, bus.announce_window_ms);
     pthread_mutex_unlock(&bus.pub_lock);

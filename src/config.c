@@ -58,7 +58,8 @@
     X(BUS_KEY_FILE, 0, "bus-key-file", 1, "<path>", "shared key file: authenticate every bus datagram (64 hex digits; required unless --bus-insecure)") \
     X(BUS_INSECURE, 0, "bus-insecure", 0, "", "run the bus without a key: anyone on the network can flush this node") \
     X(BUS_NODE_ID, 0, "bus-node-id", 1, "<num>", "this node's id on the bus (default: random)") \
-    X(BUS_FLUSH_DELAY_US, 0, "bus-flush-delay-us", 1, "<num>", "longest a key waits for its batch; a quiet bus sends at once (microseconds, default: 500)")
+    X(BUS_FLUSH_DELAY_US, 0, "bus-flush-delay-us", 1, "<num>", "longest a key waits for its batch; a quiet bus sends at once (microseconds, default: 500)") \
+    X(BUS_ANNOUNCE_WINDOW_MS, 0, "bus-announce-window-ms", 1, "<num>", "a node that wrote a key this recently and hears another value for it announces a delete (default: 2000, 0: off)")
 
 /* -o sub-options: id, name, takes a value, help. */
 #define CONFIG_SUBOPTIONS(X)                                                             \
@@ -139,6 +140,7 @@ config_init(struct config *cfg)
     cfg->lru_maintainer = true;
     cfg->bus_ttl = 1;
     cfg->bus_flush_delay_us = 500; /* the bus batches for at most this long */
+    cfg->bus_announce_window_ms = 2000;
 }
 
 void
@@ -488,6 +490,12 @@ config_apply(struct config *cfg, enum config_opt_id id, const char *arg, char *e
             return config_fail(err, errlen, exit_code, EXIT_USAGE,
                                "Invalid --bus-flush-delay-us: %s (want 0-10000000)", arg);
         cfg->bus_flush_delay_us = (uint32_t)v;
+        break;
+    case OPT_BUS_ANNOUNCE_WINDOW_MS:
+        if (!config_int(arg, 0, 3600 * 1000, &v))
+            return config_fail(err, errlen, exit_code, EXIT_USAGE,
+                               "Invalid --bus-announce-window-ms: %s (want 0-3600000)", arg);
+        cfg->bus_announce_window_ms = (uint32_t)v;
         break;
     case OPT_COUNT:
         break;

@@ -59,6 +59,7 @@ struct config {
     uint64_t bus_node_id;       /* --bus-node-id N */
     bool bus_node_id_set;
     uint32_t bus_flush_delay_us;    /* --bus-flush-delay-us N */
+    uint32_t bus_announce_window_ms; /* --bus-announce-window-ms N (0: off) */
 };
 
 /* memcached's defaults (-p 11211, -m 64, -c 1024, -t 4, -I 1m ...). */

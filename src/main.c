@@ -245,6 +245,7 @@ main(int argc, char **argv)
     bopts.insecure = cfg.bus_insecure;
     bopts.node_id = cfg.bus_node_id;
     bopts.flush_delay_us = cfg.bus_flush_delay_us;
+    bopts.announce_window_ms = cfg.bus_announce_window_ms;
     /* Started before net/ so the first client write is published. */
     if (bus_enabled(&bopts)) {
         if (!bus_setup(&bopts, err, sizeof(err))) {

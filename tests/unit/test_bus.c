@@ -51,6 +51,7 @@ static uint32_t flush_delay_us = 300;
 static uint32_t forget_ms;              /* 0: the bus's default */
 static uint32_t nack_interval_ms;       /* 0: the bus's default */
 static uint32_t peer_timeout_ms = 600;
+static uint32_t announce_window_ms = 2000;
 
 static void
 start(const char *key_file, uint32_t ring_size)
@@ -91,6 +92,7 @@ start(const char *key_file, uint32_t ring_size)
     o.flush_delay_us = flush_delay_us;
     o.forget_ms = forget_ms;
     o.nack_interval_ms = nack_interval_ms;
+    o.announce_window_ms = announce_window_ms;
     cr_assert(bus_setup(&o, err, sizeof(err)), "bus_setup: %s", err);
     cr_assert_not(bus_setup(&o, err, sizeof(err)), "a second bus_setup must refuse");
     peer_ctl_seq = 0;
@@ -877,6 +879,39 @@ Test(bus, a_racing_local_write_that_differs_is_announced_as_a_delete)
     cr_assert(r.nkey == 1 && r.key[0] == 'k' && !r.has_hash, "an announcement is a plain delete");
     cr_assert_eq(statv("announces"), 1);
     cr_assert_not(has("k"));
+}
+
+/* --bus-announce-window-ms 0: the rule is off; even a copy written here a
+ * moment ago is dropped silently. */
+static void
+start_no_announce(void)
+{
+    announce_window_ms = 0;
+    start_plain();
+}
+
+Test(bus_no_announce, with_the_window_off_a_racing_copy_is_dropped_silently,
+     .init = start_no_announce, .fini = stop, .timeout = 20)
+{
+    char h[32], kh[64];
+    cr_assert_eq(statv("announce_window_ms"), 0);
+    store("k", "mine");
+    bus_publish_invalidate("k", 1, true, cache_value_hash("mine", 4, 0));
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    snprintf(kh, sizeof(kh), "k=%s", hash_of("theirs", h, sizeof(h)));
+    const char *keys[] = {kh};
+    send_data(1, keys, 1);
+    sync_bus();
+    cr_assert_not(has("k"));
+    cr_assert_eq(statv("keys_dropped"), 1);
+    cr_assert_eq(statv("announces"), 0);
+    publisher_idle = true;
+    struct pollfd pfd = {.fd = fp, .events = POLLIN};
+    while (poll(&pfd, 1, 0) == 1) {
+        cr_assert_gt(recv(fp, g.raw, sizeof(g.raw), 0), 0);
+        cr_assert_neq(g.raw[5], WIRE_DATA, "something was announced");
+    }
 }
 
 Test(bus, an_old_copy_that_differs_is_dropped_silently)

@@ -66,7 +66,7 @@ Test(config, flags_and_long_forms_are_applied)
     config_deinit(&cfg);
 }
 
-Test(config, bus_insecure_is_a_flag_without_argument)
+Test(config, bus_insecure_is_a_flag_and_the_announce_window_a_number)
 {
     struct config cfg;
     char err[256];
@@ -75,6 +75,10 @@ Test(config, bus_insecure_is_a_flag_without_argument)
                     &code), "%s", err);
     cr_assert(cfg.bus_insecure);
     cr_assert_eq(cfg.port, 1);
+    cr_assert_eq(cfg.bus_announce_window_ms, 2000, "the default");
+    config_deinit(&cfg);
+    cr_assert(parse(&cfg, "--bus-announce-window-ms 0", err, sizeof(err), &code), "%s", err);
+    cr_assert_eq(cfg.bus_announce_window_ms, 0);
     config_deinit(&cfg);
 }
 
@@ -104,6 +108,7 @@ static struct refusal refusals[] = {
     { "-o idle_timeout", "Missing numeric argument for idle_timeout", 1 },
     { "-o worker_slice_us=-1", "Invalid worker_slice_us: -1 (want 0-1000000)", 1 },
     { "--bus-ttl 300", "Invalid --bus-ttl: 300 (want 0-255)", 64 },
+    { "--bus-announce-window-ms -1", "Invalid --bus-announce-window-ms: -1 (want 0-3600000)", 64 },
     { "--bus-group nonsense", "Invalid --bus-group: nonsense (want ADDR:PORT)", 64 },
 };
 
