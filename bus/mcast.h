@@ -1,9 +1,11 @@
 /* mcast: the bus's sockets, IPv4. Multicast mode: one socket bound to the
- * group port (shared by every node on the host: SO_REUSEADDR/SO_REUSEPORT)
- * that only receives the group, and one socket on an ephemeral port of the
- * interface that sends to the group and receives unicast NACKs and repairs
- * (a shared port would hand a unicast reply to a random node of the host).
- * Unicast mode: one socket bound to --bus-listen, sending to each peer. */
+ * group address and port (shared by every node on the host:
+ * SO_REUSEADDR/SO_REUSEPORT) that only receives the group, and one socket
+ * on an ephemeral port of the interface that sends to the group (a socket
+ * bound to a group address cannot be a source). The fleet answers on the
+ * group too, so what reaches the sending socket comes from outside the
+ * fleet and is dropped (bus/receive.c). Unicast mode: one socket bound to
+ * --bus-listen, sending to each peer and hearing only them. */
 #ifndef FLEETCACHE_BUS_MCAST_H
 #define FLEETCACHE_BUS_MCAST_H
 
