@@ -78,6 +78,7 @@ release_all(void)
     free(bus.peers);
     bus.peers = NULL;
     bus.npeers = 0;
+    bus_floors_deinit(&bus.floors);
     pthread_mutex_unlock(&bus.peers_lock);
     sodium_memzero(bus.key, sizeof(bus.key));
     bus.node_id = 0;
@@ -101,6 +102,19 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
         return false;
     }
     bus.sealed = opts->key_file && *opts->key_file;
+    if (bus.sealed && opts->insecure) {
+        snprintf(err, errlen, "bus: --bus-key-file and --bus-insecure contradict each other: "
+                              "give one");
+        return false;
+    }
+    /* Secure by default: an open bus lets anyone who can send it a datagram
+     * flush every node's cache, and make nodes send datagrams. */
+    if (!bus.sealed && !opts->insecure) {
+        snprintf(err, errlen, "bus: no --bus-key-file. Make a key once, " BUS_KEY_RECIPE
+                              ", give every node a copy (--bus-key-file bus.key), or accept an "
+                              "unauthenticated bus with --bus-insecure");
+        return false;
+    }
     if (bus.sealed && !bus_crypto_load_key(opts->key_file, bus.key, err, errlen))
         return false;
     if (opts->node_id > UINT32_MAX) {
@@ -120,21 +134,24 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.node_id = (uint32_t)opts->node_id;
     while (bus.node_id == 0)
         bus.node_id = randombytes_random();
-    /* Looped-back own datagrams stop in the kernel; own_ignored then counts
-     * only what slips past (unicast mode, or a kernel without the filter). */
-    (void)mcast_ignore_node(&bus.ep, bus.node_id);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     /* Wall-clock microseconds: grows across restarts, which replay checks need. */
     bus.epoch = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+    /* Looped-back own datagrams stop in the kernel; own_ignored then counts
+     * only what slips past (unicast mode, or a kernel without the filter). */
+    (void)mcast_ignore_node(&bus.ep, bus.node_id, bus.epoch);
     bus.flush_delay_ns = (int64_t)opts->flush_delay_us * 1000;
     bus.heartbeat_us = (int64_t)or_default(opts->heartbeat_ms, 100) * 1000;
-    bus.announce_window_ms = or_default(opts->announce_window_ms, 2000);
+    bus.announce_window_ms = opts->announce_window_ms;
     bus.timing.nack_interval_us = (int64_t)or_default(opts->nack_interval_ms, 30) * 1000;
     bus.timing.nack_delay_us = 2000;
     bus.timing.repair_deadline_us = (int64_t)or_default(opts->repair_deadline_ms, 500) * 1000;
     bus.timing.peer_timeout_us = (int64_t)or_default(opts->peer_timeout_ms, 1000) * 1000;
+    bus.forget_us = (int64_t)or_default(opts->forget_ms, BUS_FORGET_MS) * 1000;
     bus.ctl_seq = 0;
+    bus.warned_duplicate_id = bus.warned_epoch_back = bus.warned_stale_epoch = false;
+    bus.warned_peers_full = false;
     atomic_store(&bus.data_seq, 0);
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         atomic_store(&bus.m[i], 0);
@@ -143,7 +160,8 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.ring = bus_ring_create(ring_size, WIRE_DATAGRAM_MAX);
     bus.peers = calloc(BUS_PEERS_MAX, sizeof(*bus.peers));
     bus.cur = malloc(sizeof(*bus.cur));
-    if (!bus.ring || !bus.peers || !bus.cur || !bus_loop_create()) {
+    if (!bus.ring || !bus.peers || !bus.cur || !bus_floors_init(&bus.floors) ||
+        !bus_loop_create()) {
         snprintf(err, errlen, "bus: out of memory or file descriptors");
         release_all();
         return false;
@@ -168,7 +186,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
              bus.ep.multicast ? "multicast " : "unicast ",
              bus.ep.multicast ? where : opts->listen);
     if (!bus.sealed)
-        log_error("bus: unauthenticated (no --bus-key-file): anyone who can reach the bus "
+        log_error("bus: unauthenticated (--bus-insecure): anyone who can reach the bus "
                   "can drop or flush this node's keys");
     return true;
 }
@@ -209,6 +227,7 @@ bus_stats(bus_stat_fn emit, void *ctx)
     emit_u64(emit, ctx, "epoch", bus.epoch);
     emit("mode", bus.ep.multicast ? "multicast" : "unicast", ctx);
     emit_u64(emit, ctx, "authenticated", bus.sealed);
+    emit_u64(emit, ctx, "announce_window_ms", (uint64_t)bus.announce_window_ms);
     emit_u64(emit, ctx, "last_seq", atomic_load(&bus.data_seq));
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         emit_u64(emit, ctx, bus_metric_names[i], atomic_load_explicit(&bus.m[i], memory_order_relaxed));

@@ -38,15 +38,24 @@
       .bad = "Invalid --bus-listen: %s (want ADDR:PORT)")                                       \
     X(char *, key_file, .name = "bus-key-file", .type = OPTION_STRING, .arg = "<path>",         \
       .help = "shared key file (64 hex digits or 32 raw bytes): authenticate every bus "        \
-              "datagram",                                                                       \
+              "datagram (required unless --bus-insecure)",                                      \
       .stat = "bus_key_file", .bad = "Invalid --bus-key-file: empty")                           \
+    X(bool, insecure, .name = "bus-insecure", .type = OPTION_SWITCH,                            \
+      .help = "run the bus without a key: anyone on the network can flush this node",           \
+      .stat = "bus_insecure")                                                                   \
     X(uint64_t, node_id, .name = "bus-node-id", .type = OPTION_INT, .arg = "<num>", .def = "0", \
       .min = 0, .max = UINT32_MAX, .help = "this node's id on the bus (0: random)",             \
       .stat = "bus_node_id", .bad = "Invalid --bus-node-id: %s (want 0-4294967295)")            \
     X(uint32_t, flush_delay_us, .name = "bus-flush-delay-us", .type = OPTION_INT,               \
       .arg = "<num>", .def = "500", .min = 0, .max = 10 * 1000 * 1000,                          \
       .help = "longest a key waits for its batch, in microseconds; a quiet bus sends at once",  \
-      .stat = "bus_flush_delay_us", .bad = "Invalid --bus-flush-delay-us: %s (want 0-10000000)")
+      .stat = "bus_flush_delay_us", .bad = "Invalid --bus-flush-delay-us: %s (want 0-10000000)") \
+    X(uint32_t, announce_window_ms, .name = "bus-announce-window-ms", .type = OPTION_INT,       \
+      .arg = "<num>", .def = "2000", .min = 0, .max = 3600 * 1000,                              \
+      .help = "a node that wrote a key this recently and hears another value for it announces " \
+              "a delete (milliseconds, 0: off)",                                                \
+      .stat = "bus_announce_window_ms",                                                         \
+      .bad = "Invalid --bus-announce-window-ms: %s (want 0-3600000)")
 
 struct bus_options {
     BUS_OPTIONS(OPTION_FIELD, OPTION_SKIP)
@@ -56,7 +65,7 @@ struct bus_options {
     uint32_t repair_deadline_ms;/* [500] a hole older than this: flush */
     uint32_t peer_timeout_ms;   /* [1000] a peer silent this long: flush */
     uint32_t ring_size;         /* [1024] datagrams kept for repair, up to 4096 */
-    uint32_t announce_window_ms;/* [2000] see bus/receive.c, "differs -> announce" */
+    uint32_t forget_ms;         /* [10000] a lost or departed peer's entry goes (its lives stay) */
 };
 
 /* The rows of BUS_OPTIONS, for the option parser (src/option.h). */
@@ -73,7 +82,9 @@ bus_enabled(const struct bus_options *opts);
 
 /* Opens the sockets, loads the key, starts the bus thread. Call once, after
  * cache_setup(). Returns false with a one-line reason in err (size errlen);
- * nothing is left running then. Logs (log_error) when unauthenticated. */
+ * nothing is left running then. Without a key file it refuses (the reason
+ * says how to make a key) unless opts->insecure, and then logs a warning
+ * (log_error). */
 bool
 bus_setup(const struct bus_options *opts, char *err, size_t errlen);
 

@@ -27,6 +27,7 @@
 #include "bus/batch.h"
 #include "bus/bus.h"
 #include "bus/crypto.h"
+#include "bus/floor.h"
 #include "bus/mcast.h"
 #include "bus/peer.h"
 #include "bus/recent.h"
@@ -52,24 +53,37 @@
     X(nacks_sent)                                                               \
     X(nacks_received)                                                           \
     X(repairs_sent)         /* DATA datagrams resent for a NACK */              \
+    X(repairs_rationed)     /* ... not resent: sent to that dest just before */ \
     X(repairs_received)     /* DATA datagrams that filled a hole */             \
     X(gones_sent)           /* "no longer in my ring" answers */                \
     X(gones_received)                                                           \
-    X(unrepairable_flushes) /* whole-cache flushes for lost datagrams, sum of: */\
+    X(unrepairable_flushes) /* whole-cache flushes for datagrams lost to us, sum of: */\
     X(flush_deadline)                                                           \
     X(flush_gone)                                                               \
     X(flush_restart)                                                            \
     X(flush_timeout)                                                            \
     X(flush_too_far)                                                            \
+    X(flush_epoch_back)                                                         \
+    X(flush_stale_epoch)                                                        \
+    X(flush_peers_full)                                                         \
+    X(flush_duplicate_id)                                                       \
     X(join_flushes)         /* first contact with unknown history, cache not empty */ \
     X(restarts)             /* a peer came back with a new epoch */             \
+    X(epochs_back)          /* ... with an older one: clock stepped back, shared id */ \
+    X(stale_epoch)          /* datagrams of an older life we refuse to follow */ \
     X(auth_failures)        /* forged, corrupt, or sealed/clear mismatch */     \
-    X(replays)              /* duplicate or older (epoch, seq) */               \
+    X(replays)              /* duplicate or older seq in the life we follow */  \
+    X(replays_old_life)     /* ... in a life we no longer follow (floors) */    \
     X(malformed)            /* truncated or not a bus datagram */               \
-    X(own_ignored)          /* our own datagrams, looped back */                \
+    X(outside_peers)        /* unicast: from an address not in --bus-peers */   \
+    X(outside_group)        /* multicast: sent to our sending socket, not the group */ \
+    X(own_ignored)          /* our own datagrams (our id and epoch), looped back */ \
+    X(duplicate_id)         /* another node's datagrams under our node id */    \
     X(send_errors)                                                              \
     X(overflows)            /* publishers outran the send queue: fleet flushed */ \
-    X(peers_evicted)
+    X(peers_evicted)        /* dead peers' entries given to new senders */      \
+    X(peers_refused)        /* datagrams of senders past BUS_PEERS_MAX live peers */ \
+    X(floors_evicted)       /* ids whose ended lives we could no longer keep */
 
 enum bus_metric {
 #define BUS_METRIC_ENUM(name) M_##name,
@@ -82,6 +96,8 @@ enum bus_metric {
 extern const char *const bus_metric_names[BUS_METRIC_COUNT];
 extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
 
+/* The largest fleet: every live peer needs an entry (a sender without one
+ * cannot be followed, so its datagrams flush us). */
 #define BUS_PEERS_MAX 256
 #define BUS_READY_MAX 4096      /* full batches waiting: ~5.6 MB at most */
 #define BUS_REPAIRS_PER_NACK 128
@@ -90,9 +106,13 @@ extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
 /* A heartbeat follows every DATA datagram within this long, so a lost last
  * datagram of a burst is noticed in milliseconds, not a heartbeat interval. */
 #define BUS_TAIL_HEARTBEAT_US 10000
-/* A lost or departed peer is forgotten after this long; then even an older
- * epoch from its id is accepted (a restart after a backwards clock step). */
-#define BUS_FORGET_US (10 * 1000000LL)
+/* A lost or departed peer's entry goes after this long (its lives stay in
+ * the floors). */
+#define BUS_FORGET_MS 10000
+/* An older life than the one we follow is followed (a restart whose clock
+ * went back) only if it booted this recently by our wall clock, either way;
+ * else it is refused (bus/receive.c). */
+#define BUS_EPOCH_FRESH_US (60 * 1000000LL)
 #define BUS_LINGER_S 0.06       /* two NACK rounds */
 
 struct bus_state {
@@ -105,6 +125,7 @@ struct bus_state {
     int64_t flush_delay_ns;
     int64_t heartbeat_us;
     int64_t announce_window_ms;
+    int64_t forget_us;
     struct bus_peer_timing timing;
     struct mcast_endpoints ep;
     struct ev_loop *loop;
@@ -151,12 +172,17 @@ struct bus_state {
     bool announced;             /* receive.c queued announcements */
     uint64_t ctl_seq;           /* control datagrams are sent by the bus thread only */
     int64_t next_heartbeat_us;
+    bool warned_duplicate_id;   /* logged once */
+    bool warned_epoch_back;
+    bool warned_stale_epoch;
+    bool warned_peers_full;
 
     /* receive.c, the peer table: written by the bus thread, read by
      * bus_stats, under peers_lock. */
     pthread_mutex_t peers_lock;
     struct bus_peer *peers;
     size_t npeers;
+    struct bus_floors floors;   /* the lives no peer entry follows */
 
     _Atomic uint64_t m[BUS_METRIC_COUNT];
 };
@@ -221,10 +247,19 @@ bus_send_control(uint8_t type, const uint8_t *payload, size_t plen, const struct
 void
 bus_send_heartbeat(bool leaving);
 
-/* Answers a peer's NACK from the ring (or with GONE) at to. Bus thread. */
+/* Where control datagrams and repairs may go: never to an address a
+ * datagram claims, only to the group (multicast mode) or to one configured
+ * peer (unicast mode: its index in --bus-peers). */
+#define BUS_DEST_GROUP (-1)
+
+/* Sends a control datagram to dest. Bus thread. */
 void
-bus_serve_nack(uint32_t from, const struct wire_nack *n, const struct sockaddr *to,
-               socklen_t tolen);
+bus_send_control_to(int dest, uint8_t type, const uint8_t *payload, size_t plen);
+
+/* Answers a peer's NACK from the ring (or with GONE) at dest: each datagram
+ * at most once per half NACK interval per dest. Bus thread. */
+void
+bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest);
 
 /* True if this node may have published key within the announce window. */
 bool

@@ -97,7 +97,8 @@ bus_crypto_load_key(const char *path, uint8_t key[BUS_KEY_SIZE], char *err, size
     sodium_memzero(buf, sizeof(buf));
     if (!ok)
         snprintf(err, errlen,
-                 "bus key file %s: expected 64 hex digits (openssl rand -hex 32) or 32 raw bytes",
+                 "bus key file %s: expected 64 hex digits or 32 raw bytes; make one with "
+                 BUS_KEY_RECIPE,
                  path);
     return ok;
 }

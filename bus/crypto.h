@@ -12,13 +12,16 @@
 #include "bus/wire.h"
 
 #define BUS_KEY_SIZE 32
+/* How to make a key file, with nothing but coreutils (said in messages). */
+#define BUS_KEY_RECIPE "(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > bus.key)"
 
 /* Initialises libsodium; false if it cannot be (no usable RNG). */
 bool
 bus_crypto_setup(void);
 
 /* Parses a key from the contents of a key file: exactly 32 raw bytes, or 64
- * hex digits with optional surrounding whitespace (`openssl rand -hex 32`).
+ * hex digits with optional surrounding whitespace (BUS_KEY_RECIPE, or
+ * `openssl rand -hex 32`).
  * Returns false for anything else. */
 bool
 bus_crypto_parse_key(const uint8_t *text, size_t len, uint8_t key[BUS_KEY_SIZE]);

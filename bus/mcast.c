@@ -226,20 +226,25 @@ mcast_open(struct mcast_endpoints *ep, const char *group, const char *iface, int
 }
 
 bool
-mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id)
+mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id, uint64_t epoch)
 {
     if (ep->group_fd < 0)
         return false;
     /* Classic BPF. A UDP socket's filter sees the datagram from its 8-byte
      * UDP header on, so the node id (the big-endian word at offset 8 of the
-     * bus header, bus/wire.h) sits at 16. Anything too short to hold it is
-     * let through, for the bus thread to count as malformed. */
-    enum { UDP_HDR = 8, NODE_AT = UDP_HDR + 8 };
+     * bus header, bus/wire.h) sits at 16 and the epoch (two words at 16) at
+     * 24. Anything too short to hold them is let through, for the bus thread
+     * to count as malformed. */
+    enum { UDP_HDR = 8, NODE_AT = UDP_HDR + 8, EPOCH_AT = UDP_HDR + 16 };
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NODE_AT + 4, 0, 3),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, EPOCH_AT + 8, 0, 7),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, NODE_AT),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, node_id, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, node_id, 0, 5),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, EPOCH_AT),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(epoch >> 32), 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, EPOCH_AT + 4),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)epoch, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, 0),
         BPF_STMT(BPF_RET | BPF_K, 0xffff),
     };
@@ -283,6 +288,19 @@ mcast_send_all(const struct mcast_endpoints *ep, const uint8_t *buf, size_t len)
                            len))
             failed++;
     return failed;
+}
+
+int
+mcast_peer_index(const struct mcast_endpoints *ep, const struct sockaddr *addr, socklen_t len)
+{
+    if (addr->sa_family != AF_INET || len < (socklen_t)sizeof(struct sockaddr_in))
+        return -1;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+    for (size_t i = 0; i < ep->npeers; i++)
+        if (ep->peers[i].sin_addr.s_addr == in->sin_addr.s_addr &&
+            ep->peers[i].sin_port == in->sin_port)
+            return (int)i;
+    return -1;
 }
 
 void

@@ -1,9 +1,11 @@
 /* mcast: the bus's sockets, IPv4. Multicast mode: one socket bound to the
- * group port (shared by every node on the host: SO_REUSEADDR/SO_REUSEPORT)
- * that only receives the group, and one socket on an ephemeral port of the
- * interface that sends to the group and receives unicast NACKs and repairs
- * (a shared port would hand a unicast reply to a random node of the host).
- * Unicast mode: one socket bound to --bus-listen, sending to each peer. */
+ * group address and port (shared by every node on the host:
+ * SO_REUSEADDR/SO_REUSEPORT) that only receives the group, and one socket
+ * on an ephemeral port of the interface that sends to the group (a socket
+ * bound to a group address cannot be a source). The fleet answers on the
+ * group too, so what reaches the sending socket comes from outside the
+ * fleet and is dropped (bus/receive.c). Unicast mode: one socket bound to
+ * --bus-listen, sending to each peer and hearing only them. */
 #ifndef FLEETCACHE_BUS_MCAST_H
 #define FLEETCACHE_BUS_MCAST_H
 
@@ -47,11 +49,12 @@ void
 mcast_close(struct mcast_endpoints *ep);
 
 /* Asks the kernel to drop, on the group socket, datagrams whose header names
- * node_id (our own, looped back): they would only wake the bus thread to be
- * thrown away. Best effort: false if the filter cannot be attached, and the
- * bus thread then ignores them itself. */
+ * node_id and epoch (our own, looped back): they would only wake the bus
+ * thread to be thrown away. Another node using our id has another epoch and
+ * gets through, so the bus thread can say so. Best effort: false if the
+ * filter cannot be attached, and the bus thread then ignores them itself. */
 bool
-mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id);
+mcast_ignore_node(const struct mcast_endpoints *ep, uint32_t node_id, uint64_t epoch);
 
 /* Sends to the group, or to every peer. Returns how many sends failed. */
 unsigned
@@ -61,6 +64,11 @@ mcast_send_all(const struct mcast_endpoints *ep, const uint8_t *buf, size_t len)
 bool
 mcast_send_to(const struct mcast_endpoints *ep, const struct sockaddr *to, socklen_t tolen,
               const uint8_t *buf, size_t len);
+
+/* Unicast mode: the index in ep->peers of the peer at addr (address and
+ * port), or -1: a stranger. */
+int
+mcast_peer_index(const struct mcast_endpoints *ep, const struct sockaddr *addr, socklen_t len);
 
 /* Formats addr as "A.B.C.D:PORT" into buf. */
 void

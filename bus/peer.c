@@ -92,26 +92,64 @@ bus_peer_has_holes(const struct bus_peer *p)
     return p->high > p->acked;
 }
 
-/* Returns false when epoch is older than the one we follow. */
 static bool
-follow_epoch(struct bus_peer *p, uint64_t epoch, struct bus_peer_event *ev)
+ended_clean(const struct bus_peer *p)
 {
-    if (epoch < p->epoch)
-        return false;
+    return p->state == BUS_PEER_LEFT && p->baselined && !bus_peer_has_holes(p);
+}
+
+struct bus_life
+bus_peer_life(const struct bus_peer *p)
+{
+    return (struct bus_life){.epoch = p->epoch, .data_high = p->high, .ctl_high = p->ctl_high,
+                             .clean = ended_clean(p)};
+}
+
+/* Takes up life where we left it: what we saw of it counts as seen. */
+static void
+take_up(struct bus_peer *p, const struct bus_life *life)
+{
+    p->epoch = life->epoch;
+    skip_to(p, life->data_high);
+    p->baselined = true;
+    p->ctl_high = life->ctl_high;
+    p->ctl_mask = ~(uint64_t)0;  /* nothing at or below ctl_high passes again */
+}
+
+void
+bus_peer_resume(struct bus_peer *p, uint32_t node_id, const struct bus_life *life,
+                int64_t now_us)
+{
+    bus_peer_init(p, node_id, life->epoch, true, now_us);
+    take_up(p, life);
+    p->state = life->clean ? BUS_PEER_LEFT : BUS_PEER_LOST;
+}
+
+void
+bus_peer_switch(struct bus_peer *p, uint64_t epoch, const struct bus_life *resume,
+                int64_t now_us, struct bus_peer_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
     if (epoch == p->epoch)
-        return true;
-    /* A restart. Only a goodbye with nothing missing proves we lost nothing of
-     * the old life; otherwise its last words may be gone for good. */
-    bool clean = p->state == BUS_PEER_LEFT && p->baselined && !bus_peer_has_holes(p);
-    if (!clean)
-        flush(ev, BUS_FLUSH_restart);
+        return;
+    /* Only a goodbye with nothing missing proves we lost nothing of the life
+     * it ends; otherwise its last words may be gone for good. */
+    ev->life_ended = true;
+    ev->ended = bus_peer_life(p);
+    ev->epoch_back = epoch < p->epoch;
+    if (!ev->ended.clean)
+        flush(ev, ev->epoch_back ? BUS_FLUSH_epoch_back : BUS_FLUSH_restart);
     ev->new_epoch = true;
-    p->epoch = epoch;
-    skip_to(p, 0);
-    p->baselined = true; /* a new epoch starts at seq 1: all of it counts */
-    p->ctl_high = p->ctl_mask = 0;
+    if (resume && resume->epoch == epoch) {
+        take_up(p, resume);
+    } else {
+        p->epoch = epoch;
+        skip_to(p, 0);
+        p->baselined = true; /* a new epoch starts at seq 1: all of it counts */
+        p->ctl_high = p->ctl_mask = 0;
+    }
     p->state = BUS_PEER_LIVE;
-    return true;
+    p->last_heard_us = now_us;
 }
 
 static void
@@ -144,7 +182,7 @@ bus_peer_data(struct bus_peer *p, uint64_t epoch, uint64_t seq, int64_t now_us,
               const struct bus_peer_timing *t, struct bus_peer_event *ev)
 {
     memset(ev, 0, sizeof(*ev));
-    if (!follow_epoch(p, epoch, ev))
+    if (epoch != p->epoch)
         return BUS_PEER_STALE;
     heard(p, now_us);
     if (p->state == BUS_PEER_LEFT)
@@ -178,7 +216,7 @@ bus_peer_control(struct bus_peer *p, uint64_t epoch, uint64_t ctl_seq, int64_t n
                  struct bus_peer_event *ev)
 {
     memset(ev, 0, sizeof(*ev));
-    if (!follow_epoch(p, epoch, ev))
+    if (epoch != p->epoch)
         return BUS_PEER_STALE;
     /* 64-wide sliding window (as IPsec's): reordered control datagrams pass once. */
     if (ctl_seq > p->ctl_high) {

@@ -1,9 +1,12 @@
-/* peer: what this node knows of one sender — its boot epoch, which DATA seqs
- * of that epoch arrived, where the holes are and since when, its control
- * replay window, and when it was last heard. Pure logic, no I/O: every call
- * fills a struct bus_peer_event that tells the caller what to do (NACK, flush)
- * and what to count. Invariant: every DATA seq <= acked has been applied or
- * made irrelevant by a flush; a bit is set only for seqs in (acked, acked+W]. */
+/* peer: what this node knows of one sender's current life — its boot epoch,
+ * which DATA seqs of that epoch arrived, where the holes are and since when,
+ * its control replay window, and when it was last heard. Pure logic, no I/O:
+ * every call fills a struct bus_peer_event that tells the caller what to do
+ * (NACK, flush, remember an ended life) and what to count. Which life to
+ * follow is the caller's decision (bus/receive.c, with bus/floor.h): a
+ * datagram of another epoch is refused here until bus_peer_switch. Invariant:
+ * every DATA seq <= acked has been applied or made irrelevant by a flush; a
+ * bit is set only for seqs in (acked, acked+W]. */
 #ifndef FLEETCACHE_BUS_PEER_H
 #define FLEETCACHE_BUS_PEER_H
 
@@ -30,7 +33,11 @@ enum bus_peer_state {
     X(gone)       /* the sender's ring no longer holds what we need */  \
     X(restart)    /* the sender came back with a new epoch */           \
     X(timeout)    /* the sender was silent past the peer timeout */     \
-    X(too_far)    /* more missing than the window can track */
+    X(too_far)    /* more missing than the window can track */           \
+    X(epoch_back) /* the sender went back to an older life */           \
+    X(stale_epoch) /* an older life we refuse to follow spoke */         \
+    X(peers_full) /* a sender we cannot follow: the table is full of live peers */ \
+    X(duplicate_id) /* another node uses our id: we cannot follow it */
 
 enum bus_flush_reason {
 #define BUS_FLUSH_ENUM(name) BUS_FLUSH_##name,
@@ -42,7 +49,15 @@ enum bus_flush_reason {
 enum bus_peer_verdict {
     BUS_PEER_FRESH,      /* new: apply it */
     BUS_PEER_DUPLICATE,  /* this (epoch, seq) was seen: drop, count a replay */
-    BUS_PEER_STALE,      /* older epoch than the sender's current one: drop */
+    BUS_PEER_STALE,      /* not the epoch we follow (switch first): drop */
+};
+
+/* One life of a sender (one boot epoch), as far as we saw it. */
+struct bus_life {
+    uint64_t epoch;
+    uint64_t data_high;         /* highest DATA seq known to exist */
+    uint64_t ctl_high;          /* highest control seq accepted */
+    bool clean;                 /* ended with a goodbye and nothing missing */
 };
 
 struct bus_peer_timing {
@@ -57,6 +72,9 @@ struct bus_peer_event {
     enum bus_flush_reason reason;
     bool join_unknown;          /* first contact: the sender had sent seqs we never saw */
     bool new_epoch;
+    bool epoch_back;            /* ... older than the one it ended */
+    bool life_ended;            /* remember ended (bus/floor.h) */
+    struct bus_life ended;
     bool gap;                   /* new holes opened */
     bool repaired;              /* this datagram filled a hole */
 };
@@ -91,13 +109,32 @@ void
 bus_peer_init(struct bus_peer *p, uint32_t node_id, uint64_t epoch, bool whole_history,
               int64_t now_us);
 
+/* A sender we no longer had an entry for, in a life we saw before: its
+ * state is LEFT if that life ended clean, else LOST; seqs at or below what
+ * we saw count as seen, the ones above are asked for as holes. */
+void
+bus_peer_resume(struct bus_peer *p, uint32_t node_id, const struct bus_life *life,
+                int64_t now_us);
+
+/* The sender now speaks in another life: epoch, from seq 1 (a new boot), or
+ * from what we saw of it (resume, a life we followed before). The life it
+ * leaves is ended into ev; that life's datagrams may be lost to us unless
+ * it ended clean, so ev says flush (restart, or epoch_back when older). */
+void
+bus_peer_switch(struct bus_peer *p, uint64_t epoch, const struct bus_life *resume,
+                int64_t now_us, struct bus_peer_event *ev);
+
+/* This life as far as we saw it. */
+struct bus_life
+bus_peer_life(const struct bus_peer *p);
+
 /* A DATA datagram (epoch, seq) arrived. */
 enum bus_peer_verdict
 bus_peer_data(struct bus_peer *p, uint64_t epoch, uint64_t seq, int64_t now_us,
               const struct bus_peer_timing *t, struct bus_peer_event *ev);
 
-/* A control datagram (epoch, control seq) arrived: epoch change and replay
- * window. Call before acting on any HEARTBEAT, NACK or GONE. */
+/* A control datagram (epoch, control seq) arrived: the replay window. Call
+ * before acting on any HEARTBEAT, NACK or GONE. */
 enum bus_peer_verdict
 bus_peer_control(struct bus_peer *p, uint64_t epoch, uint64_t ctl_seq, int64_t now_us,
                  struct bus_peer_event *ev);

@@ -5,6 +5,29 @@
  * invalidations go to the cache and never back onto the bus, except the one
  * rule below ("differs -> announce").
  *
+ * Which life of a sender to follow. We follow one life (boot epoch) per node
+ * id; the lives we stopped following are kept in the floors (bus/floor.h),
+ * also after the peer entry goes. A datagram of another life:
+ *   - at or below what we saw of that life: a replay or a straggler, dropped
+ *     (replays_old_life), whenever it comes: no flush, nothing applied;
+ *   - newer than the life we follow, or a life we followed before that still
+ *     speaks, or an older life that booted within BUS_EPOCH_FRESH_US by our
+ *     wall clock (a restart whose clock went back): followed, after a flush
+ *     unless the life we leave said a clean goodbye;
+ *   - an older life, unknown and not fresh: refused (stale_epoch). It may be
+ *     a replay, or a long-running node that shares the id: we cannot tell,
+ *     so its DATA and heartbeats flush us. Noted in the floors, so the same
+ *     datagram replayed again is merely dropped.
+ * Invariant: a datagram we refuse never leaves copies in place that it may
+ * have invalidated; the only refusals without a flush are of what we
+ * already applied or flushed for.
+ *
+ * Who may speak. Unicast mode: only the addresses in --bus-peers (others:
+ * outside_peers). Multicast mode: only the group (datagrams sent to our
+ * sending socket: outside_group). NACKs, repairs and GONEs go only to the
+ * group or to the configured peer a datagram came from, never to an
+ * address a datagram claims, so no one can aim our answers elsewhere.
+ *
  * Differs -> announce. A peer's set-like invalidation carries the new value's
  * hash; cache_drop keeps a copy with that hash and drops any other. When it
  * drops a copy that this node itself published lately, the two nodes raced
@@ -17,6 +40,7 @@
  * ordinary write to a popular key does not make every node answer. */
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "bus/bus_internal.h"
@@ -24,23 +48,46 @@
 #include "cache/cache.h"
 #include "src/log.h"
 
+/* quiet: the cause is logged once elsewhere, and may recur many times a second. */
 static void
-unrepairable(enum bus_flush_reason why, uint32_t node_id)
+unrepairable(enum bus_flush_reason why, uint32_t node_id, bool quiet)
 {
     cache_flush(0);
     bus_count(M_unrepairable_flushes, 1);
     bus_count(bus_flush_metric[why], 1);
-    log_info("bus: flushed the cache: lost datagrams of node %" PRIu32 " cannot be repaired (%s)",
-             node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
+    if (!quiet)
+        log_info("bus: flushed the cache: lost datagrams of node %" PRIu32
+                 " cannot be repaired (%s)",
+                 node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
+}
+
+/* Remembers a life no peer entry follows any more. */
+static void
+note_life(uint32_t node_id, const struct bus_life *life, bool followed)
+{
+    if (bus_floors_note(&bus.floors, node_id, life, followed))
+        bus_count(M_floors_evicted, 1);
 }
 
 static void
 act(struct bus_peer *p, const struct bus_peer_event *ev)
 {
+    if (ev->life_ended)
+        note_life(p->node_id, &ev->ended, true);
+    /* Flush before counting: whoever sees a count sees its flush. */
+    if (ev->flush)
+        unrepairable(ev->reason, p->node_id, false);
     if (ev->new_epoch)
         bus_count(M_restarts, 1);
-    if (ev->flush)
-        unrepairable(ev->reason, p->node_id);
+    if (ev->epoch_back) {
+        bus_count(M_epochs_back, 1);
+        if (!bus.warned_epoch_back) {
+            bus.warned_epoch_back = true;
+            log_error("bus: node %" PRIu32 " went back from epoch %" PRIu64 " to %" PRIu64
+                      ": its clock stepped back, or two nodes share its id (logged once; see "
+                      "epochs_back in stats bus)", p->node_id, ev->ended.epoch, p->epoch);
+        }
+    }
     if (ev->join_unknown) {
         /* Its earlier datagrams may have invalidated keys we filled before
          * hearing it. An empty cache has nothing to lose, so check first. */
@@ -60,6 +107,14 @@ act(struct bus_peer *p, const struct bus_peer_event *ev)
 
 /* --- the peer table (peers_lock) --------------------------------------------------- */
 
+static void
+peer_remove(size_t i)
+{
+    struct bus_life life = bus_peer_life(&bus.peers[i]);
+    note_life(bus.peers[i].node_id, &life, true);
+    bus.peers[i] = bus.peers[--bus.npeers];
+}
+
 static struct bus_peer *
 peer_find(uint32_t node_id)
 {
@@ -69,26 +124,123 @@ peer_find(uint32_t node_id)
     return NULL;
 }
 
+/* A slot for a new entry: a free one, else the longest-silent dead (lost or
+ * departed) peer's, whose life goes to the floors. Never a live peer's: it
+ * would look new when heard again, and flush us. NULL when every entry is
+ * live: the fleet is larger than we can follow. */
 static struct bus_peer *
-peer_add(uint32_t node_id, uint64_t epoch, int64_t now)
+peer_slot(void)
 {
-    struct bus_peer *p;
-    if (bus.npeers < BUS_PEERS_MAX) {
-        p = &bus.peers[bus.npeers++];
-    } else {
-        /* Full: replace the longest-silent peer, preferring ones not live. */
-        p = &bus.peers[0];
-        for (size_t i = 1; i < bus.npeers; i++) {
-            struct bus_peer *q = &bus.peers[i];
-            bool q_better = (q->state != BUS_PEER_LIVE) != (p->state != BUS_PEER_LIVE)
-                                ? q->state != BUS_PEER_LIVE
-                                : q->last_heard_us < p->last_heard_us;
-            if (q_better)
-                p = q;
-        }
-        bus_count(M_peers_evicted, 1);
+    if (bus.npeers < BUS_PEERS_MAX)
+        return &bus.peers[bus.npeers++];
+    struct bus_peer *v = NULL;
+    for (size_t i = 0; i < bus.npeers; i++) {
+        struct bus_peer *q = &bus.peers[i];
+        if (q->state != BUS_PEER_LIVE && (!v || q->last_heard_us < v->last_heard_us))
+            v = q;
     }
-    bus_peer_init(p, node_id, epoch, epoch > bus.epoch, now);
+    if (!v)
+        return NULL;
+    bus_count(M_peers_evicted, 1);
+    struct bus_life life = bus_peer_life(v);
+    note_life(v->node_id, &life, true);
+    return v;
+}
+
+/* A sender we cannot follow, for want of an entry. Like every refusal, it
+ * must not leave copies in place that its datagrams may invalidate. */
+static void
+peers_full(const struct wire_header *h)
+{
+    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
+        unrepairable(BUS_FLUSH_peers_full, h->node_id, true);
+    bus_count(M_peers_refused, 1);
+    if (!bus.warned_peers_full) {
+        bus.warned_peers_full = true;
+        log_error("bus: node %" PRIu32 " is one more than the %d live peers we can follow: "
+                  "the fleet is too large for one bus; we flush on each of its datagrams "
+                  "(logged once; see peers_refused in stats bus)", h->node_id, BUS_PEERS_MAX);
+    }
+}
+
+static bool
+fresh_epoch(uint64_t epoch)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    int64_t age = now - (int64_t)epoch;
+    return epoch <= INT64_MAX && age < BUS_EPOCH_FRESH_US && age > -BUS_EPOCH_FRESH_US;
+}
+
+/* An older life we will not follow spoke (see the top of the file). */
+static void
+stale_epoch(const struct wire_header *h, const struct bus_life *followed, bool floor)
+{
+    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
+        unrepairable(BUS_FLUSH_stale_epoch, h->node_id, true);
+    bus_count(M_stale_epoch, 1);
+    struct bus_life seen = {.epoch = h->epoch};
+    if (h->type == WIRE_DATA)
+        seen.data_high = h->seq;
+    else
+        seen.ctl_high = h->seq;
+    note_life(h->node_id, &seen, false);
+    if (!bus.warned_stale_epoch) {
+        bus.warned_stale_epoch = true;
+        log_error("bus: node %" PRIu32 " spoke in epoch %" PRIu64 ", older than the epoch %"
+                  PRIu64 " we follow%s and not booted lately: a replay, or two nodes share the "
+                  "id; refused, and its data flushes us (logged once; see stale_epoch in stats "
+                  "bus)", h->node_id, h->epoch, followed->epoch, floor ? " (of a forgotten peer)" : "");
+    }
+}
+
+/* Finds or makes the entry that follows h's life, under peers_lock. NULL:
+ * the datagram is refused (counted here). */
+static struct bus_peer *
+peer_for(const struct wire_header *h, int64_t now)
+{
+    struct bus_peer *p = peer_find(h->node_id);
+    if (p && p->epoch == h->epoch)
+        return p;       /* the common case: one compare */
+    const struct bus_life *known = bus_floors_find(&bus.floors, h->node_id, h->epoch);
+    if (known && h->seq <= (h->type == WIRE_DATA ? known->data_high : known->ctl_high)) {
+        bus_count(M_replays_old_life, 1);
+        return NULL;
+    }
+    struct bus_life current;
+    const struct bus_life *latest = NULL;
+    if (p) {
+        current = bus_peer_life(p);
+        latest = &current;
+    } else if ((latest = bus_floors_latest(&bus.floors, h->node_id))) {
+        current = *latest;
+        latest = &current;
+    }
+    if (latest && h->epoch < latest->epoch && !known && !fresh_epoch(h->epoch)) {
+        stale_epoch(h, latest, p == NULL);
+        return NULL;
+    }
+    struct bus_life resume;
+    if (known)
+        resume = *known;    /* copied: noting the life we leave may move it */
+    if (!p) {
+        p = peer_slot();
+        if (!p) {
+            peers_full(h);
+            return NULL;
+        }
+        if (!latest) {
+            bus_peer_init(p, h->node_id, h->epoch, h->epoch > bus.epoch, now);
+            return p;
+        }
+        bus_peer_resume(p, h->node_id, latest, now);
+    }
+    if (p->epoch != h->epoch) {
+        struct bus_peer_event ev;
+        bus_peer_switch(p, h->epoch, known ? &resume : NULL, now, &ev);
+        act(p, &ev);
+    }
     return p;
 }
 
@@ -133,15 +285,40 @@ apply_data(const uint8_t *payload, size_t plen)
 
 /* --- one datagram -------------------------------------------------------------------- */
 
+/* Another node speaks under our node id (a copied --bus-node-id). We cannot
+ * follow it: its sequence numbers, NACKs and repairs would be mistaken for
+ * ours. So its invalidations never reach us, and every datagram of it that
+ * may carry or announce some (DATA, heartbeats) costs us a flush: a miss,
+ * never a stale hit. Loud: counted, and logged once. */
 static void
-handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, socklen_t srclen)
+duplicate_id(const struct wire_header *h, const struct sockaddr *src)
+{
+    /* Flush first, count after: whoever sees the count sees the flush. */
+    if (h->type == WIRE_DATA || h->type == WIRE_HEARTBEAT)
+        unrepairable(BUS_FLUSH_duplicate_id, h->node_id, true);
+    bus_count(M_duplicate_id, 1);
+    if (!bus.warned_duplicate_id) {
+        bus.warned_duplicate_id = true;
+        char from[64];
+        mcast_format_addr(src, from, sizeof(from));
+        log_error("bus: another node (epoch %" PRIu64 ", from %s) uses our node id %" PRIu32
+                  ": give each node its own --bus-node-id. We cannot follow it, so we flush "
+                  "on each of its datagrams (logged once; see duplicate_id in stats bus)",
+                  h->epoch, from, bus.node_id);
+    }
+}
+
+/* dest: where answers to this datagram may go (bus_internal.h). */
+static void
+handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, socklen_t srclen,
+                int dest)
 {
     struct wire_header h;
     if (wire_header_decode(buf, len, &h) != WIRE_OK) {
         bus_count(M_malformed, 1);
         return;
     }
-    if (h.node_id == bus.node_id) {
+    if (h.node_id == bus.node_id && h.epoch == bus.epoch) {
         bus_count(M_own_ignored, 1);
         return;
     }
@@ -177,6 +354,10 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
         bus_count(M_malformed, 1);
         return;
     }
+    if (h.node_id == bus.node_id) {
+        duplicate_id(&h, src);
+        return;
+    }
     /* Control datagrams addressed to another node are none of our business. */
     if ((h.type == WIRE_NACK && c.nack.target != bus.node_id) ||
         (h.type == WIRE_GONE && c.gone.target != bus.node_id))
@@ -186,9 +367,11 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     struct bus_peer_event ev;
     enum bus_peer_verdict v;
     pthread_mutex_lock(&bus.peers_lock);
-    struct bus_peer *p = peer_find(h.node_id);
-    if (!p)
-        p = peer_add(h.node_id, h.epoch, now);
+    struct bus_peer *p = peer_for(&h, now);
+    if (!p) {
+        pthread_mutex_unlock(&bus.peers_lock);
+        return;
+    }
     if (h.type == WIRE_DATA)
         v = bus_peer_data(p, h.epoch, h.seq, now, &bus.timing, &ev);
     else
@@ -226,7 +409,7 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     if (h.type == WIRE_DATA)
         apply_data(payload, h.plen);
     else if (h.type == WIRE_NACK)
-        bus_serve_nack(h.node_id, &c.nack, src, srclen);
+        bus_serve_nack(h.node_id, &c.nack, dest);
 }
 
 void
@@ -235,6 +418,8 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     uint8_t buf[WIRE_DATAGRAM_MAX + 1];
+    /* Multicast mode: everything of the fleet comes to the group socket. */
+    bool stranger_socket = bus.ep.multicast && w->fd != bus.ep.group_fd;
     for (int i = 0; i < BUS_RECV_BURST; i++) {
         struct sockaddr_storage src;
         socklen_t srclen = sizeof(src);
@@ -242,11 +427,23 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (n < 0)
             break; /* EAGAIN, or an ICMP error reported on the socket */
         bus_count(M_datagrams_received, 1);
+        if (stranger_socket) {
+            bus_count(M_outside_group, 1);
+            continue;
+        }
+        int dest = BUS_DEST_GROUP;
+        if (!bus.ep.multicast) {
+            dest = mcast_peer_index(&bus.ep, (struct sockaddr *)&src, srclen);
+            if (dest < 0) {
+                bus_count(M_outside_peers, 1);
+                continue;
+            }
+        }
         if ((size_t)n > WIRE_DATAGRAM_MAX) {
             bus_count(M_malformed, 1);
             continue;
         }
-        handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen);
+        handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen, dest);
     }
     if (bus.announced) {
         bus.announced = false;
@@ -256,18 +453,22 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* --- timers' work on the peers ------------------------------------------------------------ */
 
+/* To the group, or to the configured peer the sender's datagrams come from. */
 static void
 send_nack(struct bus_peer *p)
 {
-    if (p->addrlen == 0)
-        return;
+    int dest = BUS_DEST_GROUP;
+    if (!bus.ep.multicast) {
+        dest = p->addrlen ? mcast_peer_index(&bus.ep, (struct sockaddr *)&p->addr, p->addrlen) : -1;
+        if (dest < 0)
+            return;
+    }
     struct wire_nack n;
     bus_peer_missing(p, &n);
     if (n.n == 0)
         return;
     uint8_t buf[WIRE_PAYLOAD_MAX];
-    bus_send_control(WIRE_NACK, buf, wire_put_nack(buf, &n), (struct sockaddr *)&p->addr,
-                     p->addrlen);
+    bus_send_control_to(dest, WIRE_NACK, buf, wire_put_nack(buf, &n));
     bus_count(M_nacks_sent, 1);
 }
 
@@ -278,8 +479,8 @@ bus_peers_tick(int64_t now)
     pthread_mutex_lock(&bus.peers_lock);
     for (size_t i = 0; i < bus.npeers; i++) {
         struct bus_peer *p = &bus.peers[i];
-        if (p->state != BUS_PEER_LIVE && now - p->last_heard_us > BUS_FORGET_US) {
-            bus.peers[i--] = bus.peers[--bus.npeers];
+        if (p->state != BUS_PEER_LIVE && now - p->last_heard_us > bus.forget_us) {
+            peer_remove(i--);
             continue;
         }
         bool nack_due;

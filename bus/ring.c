@@ -8,6 +8,8 @@
 struct ring_slot {
     uint64_t seq;       /* 0: empty */
     size_t len;
+    int64_t repair_since_us;    /* the repair interval that started then ... */
+    uint64_t repaired_to;       /* ... has sent this datagram to these dests */
 };
 
 struct bus_ring {
@@ -56,6 +58,7 @@ bus_ring_put(struct bus_ring *r, uint64_t seq, const uint8_t *data, size_t len)
     size_t i = (size_t)(seq % r->nslots);
     r->slots[i].seq = seq;
     r->slots[i].len = len;
+    r->slots[i].repaired_to = 0;
     memcpy(r->bytes + i * r->slot_size, data, len);
     r->newest = seq;
     if (r->count < r->nslots)
@@ -73,6 +76,26 @@ bus_ring_get(const struct bus_ring *r, uint64_t seq, const uint8_t **data, size_
         return false;
     *data = r->bytes + i * r->slot_size;
     *len = r->slots[i].len;
+    return true;
+}
+
+bool
+bus_ring_may_repair(struct bus_ring *r, uint64_t seq, unsigned dest, int64_t now_us,
+                    int64_t interval_us)
+{
+    if (seq == 0 || dest >= 64)
+        return false;
+    struct ring_slot *s = &r->slots[seq % r->nslots];
+    if (s->seq != seq)
+        return false;
+    if (s->repaired_to == 0 || now_us - s->repair_since_us >= interval_us) {
+        s->repaired_to = 0;
+        s->repair_since_us = now_us;
+    }
+    uint64_t bit = (uint64_t)1 << dest;
+    if (s->repaired_to & bit)
+        return false;
+    s->repaired_to |= bit;
     return true;
 }
 

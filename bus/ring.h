@@ -29,6 +29,16 @@ bus_ring_put(struct bus_ring *r, uint64_t seq, const uint8_t *data, size_t len);
 bool
 bus_ring_get(const struct bus_ring *r, uint64_t seq, const uint8_t **data, size_t *len);
 
+/* Repairs are rationed: a datagram goes to one destination (dest 0..63: the
+ * group, or a configured peer) at most once per interval, however many
+ * NACKs ask for it, so no stream of NACKs, forged or real, makes us send
+ * more than the ring holds per interval. True (and noted) when seq may go
+ * to dest at now_us; false when it went there within interval_us, or is not
+ * held. */
+bool
+bus_ring_may_repair(struct bus_ring *r, uint64_t seq, unsigned dest, int64_t now_us,
+                    int64_t interval_us);
+
 /* Oldest seq still held, 0 when empty. */
 uint64_t
 bus_ring_oldest(const struct bus_ring *r);

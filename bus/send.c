@@ -103,7 +103,8 @@ bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t val
     pthread_mutex_lock(&bus.pub_lock);
     if (bus.running) {
         bus_count(M_keys_published, 1);
-        bus_recent_note(&bus.recent, key, nkey, t);
+        if (bus.announce_window_ms > 0)
+            bus_recent_note(&bus.recent, key, nkey, t);
         add_invalidate_locked(key, nkey, has_hash, value_hash);
     }
     pthread_mutex_unlock(&bus.pub_lock);
@@ -130,6 +131,8 @@ bus_publish_flush(int64_t delay)
 bool
 bus_published_lately(const char *key, size_t nkey, int64_t now_ms)
 {
+    if (bus.announce_window_ms == 0)
+        return false;   /* the rule is off */
     pthread_mutex_lock(&bus.pub_lock);
     bool maybe = bus_recent_maybe(&bus.recent, key, nkey, now_ms, bus.announce_window_ms);
     pthread_mutex_unlock(&bus.pub_lock);
@@ -224,6 +227,17 @@ bus_send_control(uint8_t type, const uint8_t *payload, size_t plen, const struct
 }
 
 void
+bus_send_control_to(int dest, uint8_t type, const uint8_t *payload, size_t plen)
+{
+    if (dest == BUS_DEST_GROUP)
+        bus_send_control(type, payload, plen, (const struct sockaddr *)&bus.ep.group,
+                         sizeof(bus.ep.group));
+    else if (dest >= 0 && (size_t)dest < bus.ep.npeers)
+        bus_send_control(type, payload, plen, (const struct sockaddr *)&bus.ep.peers[dest],
+                         sizeof(bus.ep.peers[dest]));
+}
+
+void
 bus_send_heartbeat(bool leaving)
 {
     /* Under send_lock, as DATA: a worker's datagram cannot slip between
@@ -315,26 +329,43 @@ bus_publish_poll(void)
 /* --- repairs (bus thread) --------------------------------------------------------- */
 
 static void
-send_gone(uint32_t target, uint64_t epoch, const struct sockaddr *to, socklen_t tolen)
+send_gone(uint32_t target, uint64_t epoch, int dest)
 {
     uint8_t p[WIRE_PAYLOAD_MAX];
     pthread_mutex_lock(&bus.send_lock);
     uint64_t oldest = bus_ring_oldest(bus.ring);
     pthread_mutex_unlock(&bus.send_lock);
     struct wire_gone g = {.target = target, .epoch = epoch, .oldest = oldest};
-    bus_send_control(WIRE_GONE, p, wire_put_gone(p, &g), to, tolen);
+    bus_send_control_to(dest, WIRE_GONE, p, wire_put_gone(p, &g));
     bus_count(M_gones_sent, 1);
 }
 
+/* A NACK is the only datagram answered with more bytes than it holds, so
+ * its answers go only to the fleet (dest), and each datagram of the ring at
+ * most once per half NACK interval to each dest: a requester that lost the
+ * repair asks again after a whole interval; a flood of NACKs, forged or
+ * real, gets nothing more. */
 void
-bus_serve_nack(uint32_t from, const struct wire_nack *n, const struct sockaddr *to,
-               socklen_t tolen)
+bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest)
 {
     bus_count(M_nacks_received, 1);
     if (n->epoch != bus.epoch) {
-        send_gone(from, n->epoch, to, tolen);
+        send_gone(from, n->epoch, dest);
         return;
     }
+    const struct sockaddr *to;
+    socklen_t tolen;
+    if (dest == BUS_DEST_GROUP) {
+        to = (const struct sockaddr *)&bus.ep.group;
+        tolen = sizeof(bus.ep.group);
+    } else if (dest >= 0 && (size_t)dest < bus.ep.npeers) {
+        to = (const struct sockaddr *)&bus.ep.peers[dest];
+        tolen = sizeof(bus.ep.peers[dest]);
+    } else {
+        return;
+    }
+    unsigned ration_dest = dest == BUS_DEST_GROUP ? 0 : (unsigned)dest;
+    int64_t now = bus_now_us(), interval = bus.timing.nack_interval_us / 2;
     /* Held while repairing: a sender must not overwrite a slot being resent. */
     pthread_mutex_lock(&bus.send_lock);
     uint64_t oldest = bus_ring_oldest(bus.ring), newest = atomic_load(&bus.data_seq);
@@ -351,13 +382,17 @@ bus_serve_nack(uint32_t from, const struct wire_nack *n, const struct sockaddr *
         for (uint64_t s = first; s <= last && budget && oldest; s++, budget--) {
             const uint8_t *d;
             size_t len;
-            if (bus_ring_get(bus.ring, s, &d, &len)) {
-                bus_sent(1, mcast_send_to(&bus.ep, to, tolen, d, len) ? 0 : 1);
-                bus_count(M_repairs_sent, 1);
+            if (!bus_ring_get(bus.ring, s, &d, &len))
+                continue;
+            if (!bus_ring_may_repair(bus.ring, s, ration_dest, now, interval)) {
+                bus_count(M_repairs_rationed, 1);
+                continue;
             }
+            bus_sent(1, mcast_send_to(&bus.ep, to, tolen, d, len) ? 0 : 1);
+            bus_count(M_repairs_sent, 1);
         }
     }
     pthread_mutex_unlock(&bus.send_lock);
     if (gone)
-        send_gone(from, n->epoch, to, tolen);
+        send_gone(from, n->epoch, dest);
 }

@@ -48,6 +48,10 @@ free_udp_port(void)
 }
 
 static uint32_t flush_delay_us = 300;
+static uint32_t forget_ms;              /* 0: the bus's default */
+static uint32_t nack_interval_ms;       /* 0: the bus's default */
+static uint32_t peer_timeout_ms = 600;
+static uint32_t announce_window_ms = 2000;
 
 static void
 start(const char *key_file, uint32_t ring_size)
@@ -80,11 +84,15 @@ start(const char *key_file, uint32_t ring_size)
     o.listen = listen;
     o.peers = peers;
     o.key_file = (char *)key_file; /* read only; the test owns it */
+    o.insecure = key_file == NULL;
     o.heartbeat_ms = 50;
     o.repair_deadline_ms = 200;
-    o.peer_timeout_ms = 600;
+    o.peer_timeout_ms = peer_timeout_ms;
     o.ring_size = ring_size;
     o.flush_delay_us = flush_delay_us;
+    o.forget_ms = forget_ms;
+    o.nack_interval_ms = nack_interval_ms;
+    o.announce_window_ms = announce_window_ms;
     cr_assert(bus_setup(&o, err, sizeof(err)), "bus_setup: %s", err);
     cr_assert_not(bus_setup(&o, err, sizeof(err)), "a second bus_setup must refuse");
     peer_ctl_seq = 0;
@@ -118,6 +126,8 @@ stop(void)
 
 static uint64_t
 statv(const char *name);
+static bool
+wait_stat(const char *name, uint64_t at_least, int ms);
 
 /* --- the fake peer ------------------------------------------------------- */
 
@@ -156,13 +166,45 @@ send_data(uint64_t seq, const char *const *keys, size_t n)
     send_data_from(PEER_ID, PEER_EPOCH, seq, keys, n);
 }
 
+static size_t
+heartbeat_from(uint64_t epoch, uint64_t ctl_seq, uint64_t last, bool leaving, uint8_t *d)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX];
+    struct wire_heartbeat hb = {.last_seq = last, .leaving = leaving};
+    size_t plen = wire_put_heartbeat(p, &hb);
+    return frame(WIRE_HEARTBEAT, PEER_ID, epoch, ctl_seq, p, plen, d);
+}
+
 static void
 send_heartbeat(uint64_t last, bool leaving)
 {
+    uint8_t d[WIRE_DATAGRAM_MAX];
+    send_raw(d, heartbeat_from(PEER_EPOCH, ++peer_ctl_seq, last, leaving, d));
+}
+
+/* A heartbeat from another peer: the bus reads one socket in order, so once
+ * it is counted, everything sent before it has been handled. It makes
+ * checks right after a datagram independent of new counters and of any
+ * peer timeout. */
+static void
+sync_bus(void)
+{
+    static uint64_t ctl;
+    uint64_t before = statv("heartbeats_received");
     uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
-    struct wire_heartbeat hb = {.last_seq = last, .leaving = leaving};
+    struct wire_heartbeat hb = {.last_seq = 0};
     size_t plen = wire_put_heartbeat(p, &hb);
-    send_raw(d, frame(WIRE_HEARTBEAT, PEER_ID, PEER_EPOCH, ++peer_ctl_seq, p, plen, d));
+    send_raw(d, frame(WIRE_HEARTBEAT, PEER_ID + 1, PEER_EPOCH, ++ctl, p, plen, d));
+    cr_assert(wait_stat("heartbeats_received", before + 1, 2000));
+}
+
+/* The wall clock in microseconds: what a node just booted takes as epoch. */
+static uint64_t
+wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static void
@@ -408,22 +450,101 @@ Test(bus, its_own_datagrams_are_ignored)
 {
     store("k", "v");
     const char *keys[] = {"k"};
-    send_data_from(bus_node_id(), PEER_EPOCH, 1, keys, 1);
+    send_data_from(bus_node_id(), statv("epoch"), 1, keys, 1);
     cr_assert(wait_stat("own_ignored", 1, 2000));
     cr_assert(has("k"));
+    cr_assert_eq(statv("duplicate_id"), 0);
 }
 
-Test(bus, duplicates_and_old_epochs_are_counted_as_replays)
+/* Same id, another epoch: another node copied our --bus-node-id. Its
+ * invalidations cannot be followed, so each of its datagrams flushes us. */
+Test(bus, another_node_with_our_id_is_counted_and_flushes_us)
+{
+    store("k", "v");
+    const char *keys[] = {"unrelated"};
+    send_data_from(bus_node_id(), PEER_EPOCH, 1, keys, 1);
+    cr_assert(wait_stat("duplicate_id", 1, 2000));
+    cr_assert_not(has("k"), "a node we cannot follow left our copies in place");
+    cr_assert_eq(statv("flush_duplicate_id"), 1);
+    cr_assert_eq(statv("own_ignored"), 0);
+    cr_assert_eq(statv("peers"), 0, "a twin of ours is no peer");
+}
+
+Test(bus, duplicates_in_the_life_we_follow_are_replays)
 {
     const char *keys[] = {"x"};
     send_data(1, keys, 1);
     send_data(1, keys, 1);
     cr_assert(wait_stat("replays", 1, 2000));
-    store("k", "v");
+    cr_assert_eq(statv("unrepairable_flushes"), 0);
+}
+
+/* An older life, unknown to us, that did not boot lately: a replay, or a
+ * long-running node sharing the id. Refused, and since it may be the
+ * latter, it flushes us; the same datagram again is only a replay. */
+Test(bus, an_old_unknown_epoch_is_refused_and_flushes_once_per_datagram)
+{
+    const char *keys[] = {"x"};
+    send_data(1, keys, 1);
+    cr_assert(wait_stat("keys_received", 1, 2000));
+    store("other", "v");
     const char *kk[] = {"k"};
     send_data_from(PEER_ID, PEER_EPOCH - 1, 2, kk, 1);
-    cr_assert(wait_stat("replays", 2, 2000));
-    cr_assert(has("k"));
+    sync_bus();
+    cr_assert_not(has("other"), "a refused datagram left our copies in place");
+    cr_assert_eq(statv("stale_epoch"), 1);
+    cr_assert_eq(statv("flush_stale_epoch"), 1);
+    cr_assert_eq(statv("keys_received"), 1, "a refused datagram was applied");
+    store("other", "v");
+    send_data_from(PEER_ID, PEER_EPOCH - 1, 2, kk, 1);
+    cr_assert(wait_stat("replays_old_life", 1, 2000));
+    cr_assert(has("other"));
+    cr_assert_eq(statv("flush_stale_epoch"), 1);
+    cr_assert_eq(statv("peer:777:epoch"), PEER_EPOCH, "still following the real life");
+}
+
+/* Issue 13: without a key, one heartbeat with a live peer's id and epoch
+ * 2^64-1 made the other nodes take every real datagram of that peer for a
+ * replay, and serve stale values. The real peer's next datagram must now
+ * take the bus back to its life, after a flush. */
+Test(bus, a_spoofed_far_future_epoch_never_silences_the_real_peer)
+{
+    const char *keys[] = {"x"};
+    send_data(1, keys, 1);
+    send_heartbeat(1, false);
+    cr_assert(wait_stat("heartbeats_received", 1, 2000));
+    uint8_t d[WIRE_DATAGRAM_MAX];
+    send_raw(d, heartbeat_from(UINT64_MAX, 1, 0, false, d));
+    cr_assert(wait_stat("restarts", 1, 2000));
+    store("k", "old");              /* filled after the spoof's flush */
+    const char *kk[] = {"k"};
+    send_data(2, kk, 1);            /* the real peer changes k */
+    sync_bus();
+    cr_assert_not(has("k"), "stale copy served after a spoofed epoch");
+    cr_assert_eq(statv("keys_received"), 2, "the real peer's datagram was refused");
+    cr_assert_eq(statv("epochs_back"), 1);
+    cr_assert_eq(statv("peer:777:epoch"), PEER_EPOCH);
+    cr_assert_geq(statv("flush_epoch_back"), 1);
+}
+
+/* A node whose clock was an hour ahead restarts after the clock was set
+ * right: its new epoch is older than the one we followed, but fresh by our
+ * clock. Its invalidations must apply, not be dropped as replays. */
+Test(bus, a_restart_with_a_clock_stepped_back_is_followed)
+{
+    uint64_t ahead = wall_us() + 3600ull * 1000000;
+    const char *keys[] = {"x"};
+    send_data_from(PEER_ID, ahead, 1, keys, 1);
+    cr_assert(wait_stat("keys_received", 1, 2000));
+    store("k", "old");
+    const char *kk[] = {"k"};
+    send_data_from(PEER_ID, wall_us(), 1, kk, 1);
+    sync_bus();
+    cr_assert_not(has("k"), "the restarted node's invalidation was dropped");
+    cr_assert_eq(statv("keys_received"), 2);
+    cr_assert_eq(statv("epochs_back"), 1);
+    cr_assert_eq(statv("flush_epoch_back"), 1);
+    cr_assert_eq(statv("stale_epoch"), 0);
 }
 
 Test(bus, garbage_and_truncation_are_counted_and_change_nothing)
@@ -588,6 +709,130 @@ Test(bus, answers_gone_for_what_the_ring_no_longer_holds)
     cr_assert_eq(gone.oldest, 3);
 }
 
+/* Issue 13: a NACK from an address that is not one of --bus-peers made the
+ * bus send repairs to that address (up to 128 datagrams of 1,400 bytes for
+ * one small datagram: an amplifier). It is dropped and counted, and nothing
+ * goes to it. */
+Test(bus, a_nack_from_outside_the_peers_is_dropped_and_answered_nowhere)
+{
+    bus_publish_invalidate("k", 1, false, 0);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    int stranger = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(stranger, (struct sockaddr *)&a, sizeof(a)), 0);
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    struct wire_nack n = {.target = bus_node_id(), .epoch = statv("epoch"), .n = 1,
+                          .r = {{.first = 1, .count = 1}}};
+    size_t plen = wire_put_nack(p, &n);
+    size_t len = frame(WIRE_NACK, PEER_ID, PEER_EPOCH, 1, p, plen, d);
+    cr_assert_eq(sendto(stranger, d, len, 0, (struct sockaddr *)&bus_addr, sizeof(bus_addr)),
+                 (ssize_t)len);
+    sync_bus(); /* from the real peer, after the stranger's NACK */
+    cr_assert_eq(statv("outside_peers"), 1);
+    cr_assert_eq(statv("nacks_received"), 0);
+    cr_assert_eq(statv("repairs_sent"), 0);
+    struct pollfd pfd = {.fd = stranger, .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 0), 0, "the stranger got an answer");
+    close(stranger);
+}
+
+/* Answers to NACKs are rationed: each datagram at most once per half NACK
+ * interval (here 5 s) to each destination, however many NACKs ask. */
+static void
+start_patient(void)
+{
+    nack_interval_ms = 10000;
+    start_plain();
+}
+
+Test(bus_patient, a_flood_of_nacks_gets_each_datagram_once_per_interval, .init = start_patient,
+     .fini = stop, .timeout = 20)
+{
+    bus_publish_invalidate("k", 1, false, 0);
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    send_heartbeat(0, false);
+    for (int i = 0; i < 20; i++)
+        send_nack(1, 1);
+    /* Counted after each NACK's answers went out: then all of them are here
+     * (loopback delivers within sendto). */
+    cr_assert(wait_stat("repairs_rationed", 19, 2000));
+    cr_assert_eq(statv("repairs_sent"), 1);
+    unsigned repairs = 0;
+    struct pollfd pfd = {.fd = fp, .events = POLLIN};
+    while (poll(&pfd, 1, 0) == 1) {
+        cr_assert_gt(recv(fp, g.raw, sizeof(g.raw), 0), 0);
+        repairs += g.raw[5] == WIRE_DATA;
+    }
+    cr_assert_eq(repairs, 1, "%u repairs of one datagram", repairs);
+}
+
+/* A heartbeat from peer id (epoch PEER_EPOCH). */
+static void
+heartbeat_of(uint32_t id, uint64_t ctl_seq, uint64_t last, bool leaving)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    struct wire_heartbeat hb = {.last_seq = last, .leaving = leaving};
+    size_t plen = wire_put_heartbeat(p, &hb);
+    send_raw(d, frame(WIRE_HEARTBEAT, id, PEER_EPOCH, ctl_seq, p, plen, d));
+}
+
+/* Issue 13: a full peer table (256) evicted live peers, which looked new
+ * when heard again and flushed us. Now only dead peers are evicted; one
+ * sender more than 256 live peers is refused, loudly, and flushes us. */
+static bool
+stat_present(const char *name)
+{
+    struct find f = {.name = name};
+    bus_stats(find_stat, &f);
+    return f.found;
+}
+
+/* sync_bus for a full table: a member's heartbeat, not a newcomer's. */
+static void
+sync_crowd(void)
+{
+    static uint64_t ctl = 100;
+    uint64_t before = statv("heartbeats_received");
+    heartbeat_of(1255, ++ctl, 5, false);
+    cr_assert(wait_stat("heartbeats_received", before + 1, 2000));
+}
+
+static void
+start_crowded(void)
+{
+    peer_timeout_ms = 20000;    /* no peer goes silent during the test */
+    start_plain();
+}
+
+Test(bus_crowded, a_full_table_evicts_only_dead_peers_and_refuses_one_more_live_one,
+     .init = start_crowded, .fini = stop, .timeout = 30)
+{
+    for (uint32_t id = 1000; id < 1000 + 256; id++)
+        heartbeat_of(id, 1, 5, false);  /* each has sent 5 datagrams before */
+    cr_assert(wait_stat("heartbeats_received", 256, 5000));
+    cr_assert_eq(statv("peers"), 256);
+    heartbeat_of(2000, 1, 5, false);    /* one too many */
+    sync_crowd();
+    cr_assert_eq(statv("peers_refused"), 1);
+    cr_assert_eq(statv("flush_peers_full"), 1, "a sender we cannot follow must flush us");
+    cr_assert_eq(statv("peers_evicted"), 0, "a live peer was evicted");
+    store("k", "v");
+    heartbeat_of(1000, 2, 5, false);    /* the oldest live peer, nothing new */
+    sync_crowd();
+    cr_assert(has("k"), "a live peer looked new when heard again");
+    cr_assert_eq(statv("join_flushes"), 0);
+    /* A peer that said goodbye is dead: its entry goes to a newcomer. */
+    heartbeat_of(1001, 2, 5, true);
+    heartbeat_of(2001, 1, 0, false);
+    sync_crowd();
+    cr_assert_eq(statv("peers_evicted"), 1);
+    cr_assert_eq(statv("peers_refused"), 1);
+    cr_assert(stat_present("peer:2001:state"), "the newcomer has no entry");
+    cr_assert_not(stat_present("peer:1001:state"), "the departed peer kept its entry");
+}
+
 /* Nagle's rule with a clock: a quiet bus sends a key at once; the next
  * datagram waits the flush delay after that one, and the publisher is told
  * when to poll again. */
@@ -634,6 +879,39 @@ Test(bus, a_racing_local_write_that_differs_is_announced_as_a_delete)
     cr_assert(r.nkey == 1 && r.key[0] == 'k' && !r.has_hash, "an announcement is a plain delete");
     cr_assert_eq(statv("announces"), 1);
     cr_assert_not(has("k"));
+}
+
+/* --bus-announce-window-ms 0: the rule is off; even a copy written here a
+ * moment ago is dropped silently. */
+static void
+start_no_announce(void)
+{
+    announce_window_ms = 0;
+    start_plain();
+}
+
+Test(bus_no_announce, with_the_window_off_a_racing_copy_is_dropped_silently,
+     .init = start_no_announce, .fini = stop, .timeout = 20)
+{
+    char h[32], kh[64];
+    cr_assert_eq(statv("announce_window_ms"), 0);
+    store("k", "mine");
+    bus_publish_invalidate("k", 1, true, cache_value_hash("mine", 4, 0));
+    struct got g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    snprintf(kh, sizeof(kh), "k=%s", hash_of("theirs", h, sizeof(h)));
+    const char *keys[] = {kh};
+    send_data(1, keys, 1);
+    sync_bus();
+    cr_assert_not(has("k"));
+    cr_assert_eq(statv("keys_dropped"), 1);
+    cr_assert_eq(statv("announces"), 0);
+    publisher_idle = true;
+    struct pollfd pfd = {.fd = fp, .events = POLLIN};
+    while (poll(&pfd, 1, 0) == 1) {
+        cr_assert_gt(recv(fp, g.raw, sizeof(g.raw), 0), 0);
+        cr_assert_neq(g.raw[5], WIRE_DATA, "something was announced");
+    }
 }
 
 Test(bus, an_old_copy_that_differs_is_dropped_silently)
@@ -722,6 +1000,28 @@ Test(bus, teardown_says_goodbye_and_stops_publishing)
 
 /* --- authenticated ------------------------------------------------------------------------------ */
 
+/* Secure by default: no key and no --bus-insecure is no bus, and the reason
+ * says how to make a key. No bus thread is started (bus is not running). */
+Test(bus_options, a_bus_without_a_key_refuses_to_start_unless_insecure)
+{
+    char err[512] = "";
+    struct bus_options o;
+    bus_options_default(&o);
+    o.listen = "127.0.0.1:0";
+    o.peers = "127.0.0.1:9";
+    cr_assert_not(bus_setup(&o, err, sizeof(err)));
+    cr_assert(strstr(err, "no --bus-key-file"), "%s", err);
+    cr_assert(strstr(err, "head -c 32 /dev/urandom | od -An -tx1"), "no recipe: %s", err);
+    cr_assert(strstr(err, "--bus-insecure"), "%s", err);
+    o.key_file = "/nonexistent/bus.key";
+    o.insecure = true;
+    cr_assert_not(bus_setup(&o, err, sizeof(err)));
+    cr_assert(strstr(err, "contradict"), "%s", err);
+    static struct lines l;
+    bus_stats(collect, &l);
+    cr_assert_str_eq(l.text, "STAT enabled 0\n");
+}
+
 static char keypath[64];
 
 static void
@@ -747,6 +1047,53 @@ stop_sealed(void)
 }
 
 TestSuite(bus_sealed, .init = start_sealed, .fini = stop_sealed, .timeout = 20);
+
+/* Peers that left are forgotten after 300 ms instead of 10 s. */
+static void
+start_sealed_forgetful(void)
+{
+    forget_ms = 300;
+    start_sealed();
+}
+
+/* Issue 13: a sealed datagram recorded before its sender left, replayed
+ * after the sender was forgotten, flushed the node and applied the old
+ * keys. Its life is remembered (the floors): the replay is dropped, while
+ * the same life speaking anew is followed from where we left it. */
+Test(bus_forgetful, a_replay_after_the_sender_was_forgotten_changes_nothing,
+     .init = start_sealed_forgetful, .fini = stop_sealed, .timeout = 20)
+{
+    uint8_t data[WIRE_DATAGRAM_MAX], bye[WIRE_DATAGRAM_MAX], p[WIRE_PAYLOAD_MAX];
+    size_t plen = 0;
+    cr_assert(wire_put_invalidate(p, sizeof(p), &plen, "a", 1, false, 0));
+    size_t ndata = frame(WIRE_DATA, PEER_ID, PEER_EPOCH, 1, p, plen, data);
+    size_t nbye = heartbeat_from(PEER_EPOCH, 1, 1, true, bye);
+    send_raw(data, ndata);
+    send_raw(bye, nbye);
+    cr_assert(wait_stat("heartbeats_received", 1, 2000));
+    cr_assert_eq(statv("keys_received"), 1);
+    int64_t deadline = ms_now() + 5000;
+    while (statv("peers") != 0 && ms_now() < deadline)
+        usleep(10000);
+    cr_assert_eq(statv("peers"), 0, "the departed peer was not forgotten");
+    store("a", "v");
+    send_raw(data, ndata);
+    send_raw(bye, nbye);
+    cr_assert(wait_stat("replays_old_life", 2, 2000));
+    cr_assert(has("a"), "a replayed datagram was applied");
+    cr_assert_eq(statv("peers"), 0, "a replay brought the peer back");
+    cr_assert_eq(statv("keys_received"), 1);
+    cr_assert_eq(statv("unrepairable_flushes"), 0);
+    cr_assert_eq(statv("join_flushes"), 0);
+    /* The same life, speaking anew: followed from seq 2, nothing flushed. */
+    const char *aa[] = {"a"};
+    send_data(2, aa, 1);
+    cr_assert(wait_stat("keys_received", 2, 2000));
+    cr_assert_not(has("a"));
+    cr_assert_eq(statv("peers"), 1);
+    cr_assert_eq(statv("gaps"), 0);
+    cr_assert_eq(statv("unrepairable_flushes") + statv("join_flushes"), 0);
+}
 
 Test(bus_sealed, sealed_traffic_is_applied_and_forgeries_are_not)
 {

@@ -160,20 +160,33 @@ Test(bus_peer, the_gone_answer_flushes_only_for_holes_below_the_ring)
     cr_assert_eq(p.acked, 5);
 }
 
-Test(bus_peer, older_epochs_are_stale)
+Test(bus_peer, other_epochs_are_refused_until_the_caller_switches)
 {
     fresh(1, 0);
     cr_assert_eq(bus_peer_data(&p, 99, 2, 0, &T, &ev), BUS_PEER_STALE);
     cr_assert_eq(bus_peer_control(&p, 99, 50, 0, &ev), BUS_PEER_STALE);
+    cr_assert_eq(bus_peer_data(&p, 200, 1, 0, &T, &ev), BUS_PEER_STALE);
+    cr_assert_eq(p.epoch, 100);
+}
+
+/* A restart: the caller switches, then hands over the datagram. */
+static void
+restart(uint64_t epoch, int64_t now)
+{
+    bus_peer_switch(&p, epoch, NULL, now, &ev);
+    cr_assert(ev.new_epoch && ev.life_ended);
 }
 
 Test(bus_peer, a_restart_flushes_and_starts_the_new_epoch_at_seq_1)
 {
     fresh(1, 0);
     fresh(2, 0);
-    cr_assert_eq(bus_peer_data(&p, 200, 3, 10, &T, &ev), BUS_PEER_FRESH);
-    cr_assert(ev.new_epoch && ev.flush);
+    restart(200, 10);
+    cr_assert(ev.flush);
     cr_assert_eq(ev.reason, BUS_FLUSH_restart);
+    cr_assert_not(ev.epoch_back);
+    cr_assert(ev.ended.epoch == 100 && ev.ended.data_high == 2 && !ev.ended.clean);
+    cr_assert_eq(bus_peer_data(&p, 200, 3, 10, &T, &ev), BUS_PEER_FRESH);
     cr_assert(ev.gap, "seqs 1 and 2 of the new epoch are missing");
     struct wire_nack n;
     bus_peer_missing(&p, &n);
@@ -185,9 +198,10 @@ Test(bus_peer, a_clean_goodbye_spares_the_restart_flush)
     fresh(1, 0);
     heartbeat(1, true, 5);
     cr_assert_eq(p.state, BUS_PEER_LEFT);
-    cr_assert_eq(bus_peer_data(&p, 300, 1, 10, &T, &ev), BUS_PEER_FRESH);
-    cr_assert(ev.new_epoch);
+    restart(300, 10);
     cr_assert_not(ev.flush);
+    cr_assert(ev.ended.clean);
+    cr_assert_eq(bus_peer_data(&p, 300, 1, 10, &T, &ev), BUS_PEER_FRESH);
     cr_assert_eq(p.state, BUS_PEER_LIVE);
 }
 
@@ -195,8 +209,53 @@ Test(bus_peer, a_goodbye_with_holes_still_flushes_on_restart)
 {
     fresh(1, 0);
     heartbeat(3, true, 5);
-    cr_assert_eq(bus_peer_data(&p, 300, 1, 10, &T, &ev), BUS_PEER_FRESH);
+    restart(300, 10);
     cr_assert(ev.flush);
+}
+
+Test(bus_peer, going_back_to_an_older_epoch_flushes_as_epoch_back)
+{
+    fresh(1, 0);
+    restart(50, 10);
+    cr_assert(ev.flush && ev.epoch_back);
+    cr_assert_eq(ev.reason, BUS_FLUSH_epoch_back);
+    cr_assert_eq(bus_peer_data(&p, 50, 1, 10, &T, &ev), BUS_PEER_FRESH);
+}
+
+/* A life followed before and taken up again: what we saw of it counts as
+ * seen, what came since is asked for. */
+Test(bus_peer, a_resumed_life_continues_from_what_we_saw)
+{
+    for (uint64_t s = 1; s <= 5; s++)
+        fresh(s, 0);
+    cr_assert_eq(bus_peer_control(&p, 100, 7, 0, &ev), BUS_PEER_FRESH);
+    struct bus_life old = bus_peer_life(&p);
+    cr_assert(old.epoch == 100 && old.data_high == 5 && old.ctl_high == 7 && !old.clean);
+    restart(200, 10);
+    bus_peer_switch(&p, 100, &old, 20, &ev);
+    cr_assert(ev.flush && ev.epoch_back && ev.ended.epoch == 200);
+    cr_assert_eq(data(5, 20), BUS_PEER_DUPLICATE, "seen before the switch");
+    cr_assert_eq(bus_peer_control(&p, 100, 7, 20, &ev), BUS_PEER_DUPLICATE);
+    cr_assert_eq(bus_peer_control(&p, 100, 3, 20, &ev), BUS_PEER_DUPLICATE);
+    cr_assert_eq(bus_peer_control(&p, 100, 8, 20, &ev), BUS_PEER_FRESH);
+    fresh(8, 20);
+    cr_assert(ev.gap);
+    struct wire_nack n;
+    bus_peer_missing(&p, &n);
+    cr_assert(n.n == 1 && n.r[0].first == 6 && n.r[0].count == 2);
+}
+
+Test(bus_peer, a_forgotten_peer_resumes_lost_or_left)
+{
+    struct bus_life lost = {.epoch = 7, .data_high = 3, .ctl_high = 2, .clean = false};
+    bus_peer_resume(&p, 42, &lost, 0);
+    cr_assert(p.epoch == 7 && p.state == BUS_PEER_LOST && p.acked == 3);
+    struct bus_life left = {.epoch = 7, .data_high = 3, .ctl_high = 2, .clean = true};
+    bus_peer_resume(&p, 42, &left, 0);
+    cr_assert_eq(p.state, BUS_PEER_LEFT);
+    cr_assert_eq(bus_peer_data(&p, 7, 4, 0, &T, &ev), BUS_PEER_FRESH);
+    cr_assert_not(ev.gap);
+    cr_assert_eq(p.state, BUS_PEER_LIVE);
 }
 
 Test(bus_peer, first_contact_mid_stream_reports_unknown_history)
@@ -298,6 +357,7 @@ Test(bus_peer, control_replay_window_allows_reordering_once)
     cr_assert_eq(bus_peer_control(&p, 100, 7, 0, &ev), BUS_PEER_FRESH);
     cr_assert_eq(bus_peer_control(&p, 100, 7, 0, &ev), BUS_PEER_DUPLICATE);
     cr_assert_eq(bus_peer_control(&p, 100, 1000, 0, &ev), BUS_PEER_FRESH);
+    restart(101, 0);
     cr_assert_eq(bus_peer_control(&p, 101, 1, 0, &ev), BUS_PEER_FRESH); /* new epoch resets */
 }
 

@@ -154,6 +154,20 @@ Test(config, no_modern_brings_back_memcached_14s_defaults)
     cr_assert_eq(cfg.cache.slab_chunk_max, 262144);
 }
 
+Test(config, bus_insecure_is_a_flag_and_the_announce_window_a_number)
+{
+    char err[256];
+    int code = 0;
+    cr_assert(parse("--bus-group 239.1.2.3:5000 --bus-insecure -p 1", err, sizeof(err), &code),
+              "%s", err);
+    cr_assert(cfg.bus.insecure);
+    cr_assert_eq(cfg.net.tcp_port, 1);
+    cr_assert_eq(cfg.bus.announce_window_ms, 2000, "the default");
+    config_deinit(&cfg);
+    cr_assert(parse("--bus-announce-window-ms 0", err, sizeof(err), &code), "%s", err);
+    cr_assert_eq(cfg.bus.announce_window_ms, 0);
+}
+
 /* Arrays, not pointers: Criterion re-runs the binary per parameter. */
 struct refusal {
     char args[64];
@@ -203,6 +217,7 @@ static struct refusal refusals[] = {
     { "-o hot_lru_pct=50,warm_lru_pct=40", "hot_lru_pct + warm_lru_pct cannot be more than 80% combined", 64 },
     { "-o worker_slice_us=-1", "Invalid worker_slice_us: -1 (want 0-1000000)", 1 },
     { "--bus-ttl 300", "Invalid --bus-ttl: 300 (want 0-255)", 64 },
+    { "--bus-announce-window-ms -1", "Invalid --bus-announce-window-ms: -1 (want 0-3600000)", 64 },
     { "--bus-group nonsense", "Invalid --bus-group: nonsense (want ADDR:PORT)", 64 },
     { "--bus-peers a:1,b", "Invalid --bus-peers: a:1,b (want HOST:PORT,...)", 64 },
     { "--bus-node-id 4294967296", "Invalid --bus-node-id: 4294967296 (want 0-4294967295)", 64 },
