@@ -175,7 +175,8 @@ def max_connections(binary, kind):
                 st = dict(srv.stats())
             except (OSError, ConnectionError):
                 # The server has not seen every close yet and refused this
-                # connection too: still over -c, so try again.
+                # connection too (and counted it): still over -c, try again.
+                refused += 1
                 st = {"curr_connections": "?"}
             if st["curr_connections"] == "1":
                 break
