@@ -149,25 +149,42 @@ cache_release(struct item **itp)
  * rather than wrap the count. */
 #define REFCOUNT_CEILING (UINT16_MAX - 64)
 
+/* Rounds of "take, else evict here, else take a page from elsewhere": a
+ * round fails only if another thread took the room made for this one. */
+#define ALLOC_ROUNDS 4
+
 static struct item *
-alloc_chunk(unsigned id, size_t total)
+alloc_chunk(unsigned id, size_t total, const struct alloc_hold *hold)
 {
     struct slab_class *cls = &cache.classes[id];
-    struct item *it = NULL;
-    pthread_mutex_lock(&cls->lock);
-    /* Large items may need several evictions to free enough pages. */
-    for (unsigned attempt = 0; attempt < 32; attempt++) {
-        it = slab_take_locked(id, total);
-        if (it != NULL || !lru_reclaim_locked(id))
+    /* Large items may need several evictions to free enough budget; each
+     * frees more than slab_chunk_max bytes. */
+    unsigned attempts = cls->large ? (unsigned)(total / cache.opts.slab_chunk_max) + 32 : 32;
+    for (unsigned round = 0; round < ALLOC_ROUNDS; round++) {
+        struct item *it = NULL;
+        pthread_mutex_lock(&cls->lock);
+        for (unsigned attempt = 0; attempt < attempts; attempt++) {
+            it = slab_take_locked(id, total);
+            if (it != NULL || !lru_reclaim_locked(id))
+                break;
+        }
+        pthread_mutex_unlock(&cls->lock);
+        if (it != NULL)
+            return it;
+        /* No free chunk and nothing to evict in this class (it may own no
+         * page at all): take room from another class now, so the store
+         * succeeds at the first try rather than after a background move. */
+        if (!mover_make_room(id, total, hold))
             break;
     }
-    pthread_mutex_unlock(&cls->lock);
-    return it;
+    return NULL;
 }
 
+/* hold: what the caller holds while it allocates (see struct alloc_hold);
+ * NULL from a caller holding no stripe lock. */
 static enum cache_result
 alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
-           uint32_t rel_exptime, uint64_t nbytes)
+           uint32_t rel_exptime, uint64_t nbytes, const struct alloc_hold *hold)
 {
     if (nkey == 0 || nkey > CACHE_KEY_MAX)
         return CACHE_BAD_KEY;
@@ -177,7 +194,7 @@ alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
     int id = slab_class_for(total);
     if (id < 0)
         return CACHE_TOO_LARGE;
-    struct item *it = alloc_chunk((unsigned)id, total);
+    struct item *it = alloc_chunk((unsigned)id, total, hold);
     if (it == NULL) {
         STAT_INC((unsigned)id, outofmemory);
         return CACHE_NO_MEMORY;
@@ -197,7 +214,7 @@ enum cache_result
 cache_alloc(struct item **out, const char *key, size_t nkey, uint32_t flags,
             int64_t exptime, uint32_t vlen)
 {
-    return alloc_item(out, key, nkey, flags, item_exptime_for(exptime), (uint64_t)vlen + 2);
+    return alloc_item(out, key, nkey, flags, item_exptime_for(exptime), (uint64_t)vlen + 2, NULL);
 }
 
 /* --- lookups ---------------------------------------------------------------- */
@@ -277,12 +294,14 @@ cache_get_touch(const char *key, size_t nkey, int64_t exptime)
 
 /* --- stores ------------------------------------------------------------------ */
 
-/* Builds old+add (append) or add+old (prepend) in a new item. */
+/* Builds old+add (append) or add+old (prepend) in a new item; old's
+ * stripe (hv) is held. */
 static enum cache_result
-join_values(struct item **out, struct item *old, struct item *add, bool append)
+join_values(struct item **out, struct item *old, struct item *add, bool append, uint64_t hv)
 {
     uint64_t nbytes = (uint64_t)old->nbytes + add->nbytes - 2;
-    enum cache_result r = alloc_item(out, old->data, old->nkey, old->flags, old->exptime, nbytes);
+    struct alloc_hold hold = { hv, old };
+    enum cache_result r = alloc_item(out, old->data, old->nkey, old->flags, old->exptime, nbytes, &hold);
     if (r != CACHE_OK)
         return r;
     char *dst = item_value(*out);
@@ -338,7 +357,7 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
         }
         /* memcached answers NOT_STORED when the joined item cannot be made,
          * too large or out of memory alike. */
-        if (join_values(&joined, old, it, op == CACHE_APPEND) != CACHE_OK) {
+        if (join_values(&joined, old, it, op == CACHE_APPEND, hv) != CACHE_OK) {
             r = CACHE_NOT_STORED;
         } else {
             replace_linked(old, joined, hv);
@@ -496,7 +515,8 @@ cache_arith(const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t *r
             memset(v + len, ' ', it->nbytes - 2 - (size_t)len);
             item_new_cas(it);
         } else {
-            r = alloc_item(&fresh, it->data, it->nkey, it->flags, it->exptime, (uint64_t)len + 2);
+            struct alloc_hold hold = { hv, it };
+            r = alloc_item(&fresh, it->data, it->nkey, it->flags, it->exptime, (uint64_t)len + 2, &hold);
             if (r == CACHE_OK) {
                 memcpy(item_value(fresh), buf, (size_t)len);
                 memcpy(item_value(fresh) + len, "\r\n", 2);
@@ -574,10 +594,63 @@ crawl_step(void)
 bool
 cache_maintain(void)
 {
-    item_flush_tick(clock_now());
+    uint32_t now = clock_now();
+    item_flush_tick(now);
     bool more = ht_expand_step();
     crawl_step();
+    automove_tick(now);
+    more |= mover_step();
     return more;
+}
+
+/* --- slab page moves ----------------------------------------------------------- */
+
+enum cache_reassign
+cache_slabs_reassign(int src, int dst)
+{
+    enum cache_reassign r = mover_reassign(src, dst);
+    if (r == CACHE_REASSIGN_OK && mover_running()) {
+        if (maint.running)
+            wake_maintainer();
+        else
+            mover_run_inline();
+    }
+    return r;
+}
+
+bool
+cache_slab_reassign_enabled(void)
+{
+    return cache.opts.slab_reassign;
+}
+
+void
+cache_slab_automove_set(unsigned level)
+{
+    atomic_store(&cache.automove, level > 2 ? 2 : level);
+}
+
+unsigned
+cache_slab_automove(void)
+{
+    return atomic_load(&cache.automove);
+}
+
+void
+cache_slab_automove_ratio_set(double ratio)
+{
+    uint64_t bits;
+    memcpy(&bits, &ratio, sizeof(bits));
+    atomic_store(&cache.automove_ratio_bits, bits);
+}
+
+double
+cache_slab_automove_ratio(void)
+{
+    uint64_t bits = atomic_load(&cache.automove_ratio_bits);
+    double ratio;
+    memcpy(&ratio, &bits, sizeof(ratio));
+    return ratio;
 }
 
 static void *
@@ -619,6 +692,16 @@ cache_setup(const struct cache_options *opts, char *err, size_t errlen)
         snprintf(err, errlen, "page size or item size limit too small");
         return false;
     }
+    if (opts->slab_automove < 0 || opts->slab_automove > 2) {
+        snprintf(err, errlen, "slab_automove must be between 0 and 2");
+        return false;
+    }
+    if (opts->slab_automove_window <= 2) {
+        snprintf(err, errlen, "slab_automove_window must be > 2");
+        return false;
+    }
+    cache_slab_automove_set(opts->slab_automove);
+    cache_slab_automove_ratio_set(opts->slab_automove_ratio);
     if (!slab_setup(err, errlen))
         return false;
     if (!ht_setup(opts->hashpower != 0 ? opts->hashpower : CACHE_HASHPOWER_DEFAULT, err, errlen)) {
@@ -627,6 +710,8 @@ cache_setup(const struct cache_options *opts, char *err, size_t errlen)
         return false;
     }
     stats_setup();
+    mover_setup();
+    automove_setup();
     maint.crawl_class = 0;
     maint.crawl_chunk = 0;
     maint.stop = false;
@@ -662,10 +747,12 @@ cache_teardown(void)
         struct item *it = large->lru[seg].head;
         while (it != NULL) {
             struct item *next = it->next;
-            munmap(it, item_size(it));
+            munmap(it, slab_large_charge(item_size(it)));
             it = next;
         }
     }
+    automove_teardown();
+    mover_teardown();
     ht_teardown();
     slab_teardown();
     stats_teardown();

@@ -7,7 +7,8 @@
  * memory (key and value bytes) stays valid and unchanged even if the key is
  * deleted, replaced or evicted meanwhile.
  *
- * Item memory (one slab chunk, or one large allocation above slab_chunk_max):
+ * Item memory (one slab chunk, or one large allocation above slab_chunk_max,
+ * sized to the item rounded up to 4 KiB; see slab.c for why):
  *
  *   +----------------------------+  struct item: 48 bytes on LP64
  *   | h_next | lru prev | lru next|  hash chain, LRU links       (24)
@@ -114,7 +115,27 @@ enum cache_store_op {
       .help = "disable the background maintenance thread")                                     \
     X(uint32_t, max_ttl, .name = "max-ttl", .type = OPTION_INT, .arg = "<secs>", .def = "0",    \
       .min = 0, .max = UINT32_MAX, .help = "cap every item's TTL at <secs> seconds (0: no cap)", \
-      .stat = "max_ttl")
+      .stat = "max_ttl")                                                                        \
+    X(bool, slab_reassign, .name = "slab_reassign", .sub = true, .type = OPTION_SWITCH,         \
+      .def = "yes", .help = "allow 'slabs reassign' and automove to move pages (default: on)", \
+      .stat = "slab_reassign")                                                                  \
+    ALSO(bool, slab_reassign, .name = "no_slab_reassign", .sub = true, .type = OPTION_CLEAR,       \
+      .help = "refuse 'slabs reassign', no automove (a store with no room still takes a page)") \
+    X(int, slab_automove, .name = "slab_automove", .sub = true, .type = OPTION_INT,             \
+      .arg = "<0-2>", .def = "1", .implied = "1", .min = 0, .max = 2,                           \
+      .help = "how pages move in the background: 0 never, 1 slowly, 2 eagerly",               \
+      .stat = "slab_automove", .bad = "slab_automove must be between 0 and 2", .exit = 1)       \
+    ALSO(int, slab_automove, .name = "no_slab_automove", .sub = true, .type = OPTION_INT,          \
+      .implied = "0", .help = "slab_automove=0")                                                \
+    X(double, slab_automove_ratio, .name = "slab_automove_ratio", .sub = true,                  \
+      .type = OPTION_FLOAT, .arg = "<ratio>", .def = "0.8", .min = 0, .min_open = true,         \
+      .max = 1, .help = "a class younger than this times the oldest's age takes its page",     \
+      .stat = "slab_automove_ratio", .bad = "slab_automove_ratio must be > 0 and < 1",          \
+      .exit = 1)                                                                                \
+    X(int, slab_automove_window, .name = "slab_automove_window", .sub = true,                   \
+      .type = OPTION_INT, .arg = "<secs>", .def = "30", .min = 3, .max = INT32_MAX,            \
+      .help = "seconds of history the automove decision weighs", .stat = "slab_automove_window", \
+      .bad = "slab_automove_window must be > 2", .exit = 1)
 
 struct cache_options {
     CACHE_OPTIONS(OPTION_FIELD, OPTION_SKIP)
@@ -239,6 +260,47 @@ cache_release(struct item **it);
 bool
 cache_maintain(void);
 
+/* --- slab page moves ------------------------------------------------------ */
+
+/* memcached's `slabs reassign` outcomes, in its order. */
+#define CACHE_REASSIGN_RESULTS(X) \
+    X(CACHE_REASSIGN_OK)          \
+    X(CACHE_REASSIGN_RUNNING)     \
+    X(CACHE_REASSIGN_BADCLASS)    \
+    X(CACHE_REASSIGN_NOSPARE)     \
+    X(CACHE_REASSIGN_SAME)        \
+    X(CACHE_REASSIGN_DISABLED)
+
+enum cache_reassign {
+#define CACHE_REASSIGN_ENUM(name) name,
+    CACHE_REASSIGN_RESULTS(CACHE_REASSIGN_ENUM)
+#undef CACHE_REASSIGN_ENUM
+    CACHE_REASSIGN_COUNT
+};
+
+/* Starts moving one page from slab class src to dst (memcached's ids: 1 is
+ * the smallest class; 0 is the global page pool, whose pages give their
+ * memory back; src -1 picks any class with a spare page). The move runs in
+ * the background (at once when no maintenance thread runs). Fails with
+ * RUNNING while another requested move is in progress, BADCLASS, NOSPARE
+ * (src has fewer than two pages), SAME, or DISABLED (slab_reassign off). */
+enum cache_reassign
+cache_slabs_reassign(int src, int dst);
+
+/* Whether `slabs reassign` may run (-o no_slab_reassign turns it off). */
+bool
+cache_slab_reassign_enabled(void);
+
+/* `slabs automove <0|1|2>` and `slabs automove ratio <r>`: live changes. */
+void
+cache_slab_automove_set(unsigned level);
+unsigned
+cache_slab_automove(void);
+void
+cache_slab_automove_ratio_set(double ratio);
+double
+cache_slab_automove_ratio(void);
+
 /* --- statistics -------------------------------------------------------- */
 
 /* Operation counters, memcached's names. Summed over threads on request. */
@@ -276,17 +338,37 @@ struct cache_op_stats {
 #undef CACHE_STAT_FIELD
 };
 
+/* Page mover counters, memcached's names (`stats`). */
+#define CACHE_MOVER_STATS(X)            \
+    X(slabs_moved)                      \
+    X(slab_reassign_rescues)            \
+    X(slab_reassign_chunk_rescues)      \
+    X(slab_reassign_evictions_nomem)    \
+    X(slab_reassign_inline_reclaim)     \
+    X(slab_reassign_busy_items)         \
+    X(slab_reassign_busy_deletes)       \
+    X(slabs_moved_at_once) /* ours: pages a store took without waiting */
+
+struct cache_mover_stats {
+#define CACHE_MOVER_FIELD(name) uint64_t name;
+    CACHE_MOVER_STATS(CACHE_MOVER_FIELD)
+#undef CACHE_MOVER_FIELD
+};
+
 struct cache_stats {
     struct cache_op_stats ops;
+    struct cache_mover_stats mover;
+    bool slab_reassign;         /* the mover's rows appear in `stats` */
+    bool slab_reassign_running; /* a requested or automatic move is under way */
     uint64_t curr_items;
     uint64_t bytes;             /* sum of item sizes (header+key+value) */
     uint64_t limit_maxbytes;
-    uint64_t total_malloced;    /* page bytes taken from the limit */
+    uint64_t total_malloced;    /* bytes charged to the limit: slab pages and large items */
     uint64_t hash_bytes;
     unsigned hash_power_level;
     bool hash_is_expanding;
     uint64_t malloc_fails;
-    uint64_t slab_global_page_pool; /* pages free under the limit */
+    uint64_t slab_global_page_pool; /* pages moved out of classes, free to take */
     uint32_t total_classes;     /* active classes (with at least one page) */
 };
 

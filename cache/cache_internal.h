@@ -3,10 +3,13 @@
  *
  * Locks, always taken in this order (never the reverse):
  *   stripe lock (hash.c, one per 1/ HT_STRIPES of the key space)
- *     -> class lock (one per slab class: its free list, pages, LRU lists)
+ *     -> mover lock (mover.c: one page move at a time)
+ *       -> class lock (one per slab class: its free list, pages, LRU lists)
+ *         -> spare lock (slab.c: arena pages whose memory went back)
  * Code that holds a class lock and needs a stripe lock (eviction, the
- * reclaimer) only ever *tries* it. ITEM_LINKED changes only with both locks
- * held, so either one is enough to read it.
+ * reclaimer, the mover) only ever *tries* it. No code holds two class locks
+ * but cache_verify, which takes them all in index order. ITEM_LINKED changes
+ * only with both locks held, so either one is enough to read it.
  *
  * References: the hash table holds one; every lookup adds one under the
  * stripe lock. An item whose count reaches zero goes back to its class.
@@ -38,9 +41,25 @@
 
 enum lru_seg { LRU_HOT = 0, LRU_WARM = 1, LRU_COLD = 2, LRU_SEGS = 3 };
 
+/* A slab chunk that holds no item says why in nbytes (an item's is >= 2):
+ *   CHUNK_FREE     on its class's free list, or never carved;
+ *   CHUNK_CLAIMED  held by a page move: its page is leaving the class.
+ * Both have refcount 0 and no state bits. A chunk with refcount >= 1 holds
+ * an item (linked, or being filled, or unlinked but still referenced); one
+ * with refcount 0 and nbytes >= 2 is on its way back to the free list. */
+#define CHUNK_FREE 0
+#define CHUNK_CLAIMED 1
+
+/* Large items are charged to the limit in these steps (not whole pages). */
+#define LARGE_ALIGN 4096
+
+/* Pages being emptied per class: one for the background mover, one for a
+ * store that takes a page at once. */
+enum { MOVE_SLOT_BG = 0, MOVE_SLOT_NOW = 1, MOVE_SLOTS = 2 };
+
 struct item {
-    struct item *h_next;        /* hash chain; free-list link when free */
-    struct item *prev;          /* LRU links (class lock) */
+    struct item *h_next;        /* hash chain; free-list next when free */
+    struct item *prev;          /* LRU links (class lock); free-list prev when free */
     struct item *next;
     _Atomic uint64_t meta;      /* state bits | CAS */
     uint32_t exptime;           /* rel time, 0 = never (stripe lock) */
@@ -65,16 +84,19 @@ struct slab_class {
     uint32_t size;              /* chunk size; 0 for the large class */
     uint32_t perslab;           /* chunks per page */
     bool large;                 /* items here are separate mappings */
-    struct item *free_list;
+    struct item *free_list;     /* doubly linked, so a page move cuts any chunk out */
     uint64_t free_count;
-    char **pages;               /* every page this class owns (never returned) */
+    char **pages;               /* every page this class owns; the last is being carved */
     uint64_t npages;
     uint64_t pages_cap;
-    uint32_t cur_carved;        /* chunks handed out of the newest page */
+    uint32_t cur_carved;        /* chunks handed out of the last page */
+    char *vacating[MOVE_SLOTS]; /* pages being emptied: chunks freed there are claimed */
+    uint64_t claimed;           /* chunks in state CHUNK_CLAIMED */
+    uint64_t victim_cursor;     /* where the next page move looks first */
     struct lru_list lru[LRU_SEGS];
     uint64_t linked;            /* items linked */
     uint64_t bytes;             /* sum of linked item sizes */
-    uint64_t large_pages;       /* large class: pages charged to the limit */
+    uint64_t large_bytes;       /* large class: bytes charged to the limit */
 };
 
 struct cache {
@@ -82,14 +104,22 @@ struct cache {
     struct slab_class classes[CLASS_MAX];
     unsigned nclasses;          /* slab classes, then one large class */
     unsigned large_id;
-    _Atomic uint64_t pages_used;
+    /* The -m budget in bytes: slab pages held by classes plus large items
+     * (rounded to LARGE_ALIGN). Never above mem_max. */
+    _Atomic uint64_t mem_used;
+    uint64_t mem_max;           /* pages_max whole pages */
     uint64_t pages_max;
     /* Slab pages are carved from one reservation of the whole budget (see
      * slab.c); NULL when it could not be had, then each page is mapped. */
     char *arena;
     void *arena_map;            /* what to munmap: arena before alignment */
     size_t arena_map_len;
-    _Atomic uint64_t arena_next;    /* pages handed out of the arena */
+    uint64_t arena_next;        /* pages handed out of the arena (spare lock) */
+    pthread_mutex_t spare_lock;
+    char **spare;               /* arena pages given back (memory returned), pages_max slots */
+    uint64_t nspare;
+    _Atomic unsigned automove;  /* live copies of the options `slabs automove` changes */
+    _Atomic uint64_t automove_ratio_bits;
     _Atomic uint64_t next_cas;
     /* Items with a CAS below oldest_cas are flushed. A delayed flush waits in
      * flush_at (rel time) until the clock reaches it, then becomes a CAS mark. */
@@ -188,13 +218,51 @@ slab_teardown(void);
 /* Class index for an item of total size, or -1 when it exceeds item_max. */
 int
 slab_class_for(size_t total);
-/* Takes a free chunk of class id without evicting; class lock held.
- * Returns NULL when the class has none and no page can be had. */
+/* Takes a free chunk of class id without evicting, growing the class by a
+ * page while the budget lasts; class lock held. The chunk comes back with
+ * refcount 1 (the caller's). NULL when the class has none and no page can
+ * be had. */
 struct item *
 slab_take_locked(unsigned id, size_t total);
-/* Returns an item's memory; class lock held, item unreferenced and unlinked. */
+/* Returns an item's memory; class lock held, item unreferenced and unlinked.
+ * A chunk of a page being emptied is claimed instead of listed as free. */
 void
 slab_put_locked(struct item *it);
+/* Bytes a large item of total size charges to the budget. */
+uint64_t
+slab_large_charge(size_t total);
+/* Charges bytes to the budget: false (and nothing charged) when they do not fit. */
+bool
+slab_reserve(uint64_t bytes);
+void
+slab_unreserve(uint64_t bytes);
+/* A zeroed page for a page_size already reserved: a spare arena page, a
+ * fresh one, or (without an arena) a new mapping. NULL only if mapping fails. */
+char *
+slab_page_get(void);
+/* Gives a page's memory back to the system and its page_size to the budget. */
+void
+slab_page_put(char *page);
+/* Adds a zeroed page to class id as its newest (carving) page; class lock
+ * held. False if the page list cannot grow: the page stays the caller's. */
+bool
+slab_page_add_locked(unsigned id, char *page);
+/* Index of page in class id's list, or -1; class lock held. */
+int64_t
+slab_page_index_locked(unsigned id, const char *page);
+/* Removes a page whose every chunk is claimed from class id; class lock held. */
+void
+slab_page_remove_locked(unsigned id, const char *page);
+/* Free-list and claim primitives for the mover; class lock held. */
+void
+slab_free_cut_locked(struct slab_class *cls, struct item *it);
+void
+slab_free_push_locked(struct slab_class *cls, struct item *it);
+void
+slab_claim_locked(struct slab_class *cls, struct item *it);
+/* Pages moved out of classes that can be taken again now. */
+uint64_t
+slab_pool_pages(void);
 
 /* --- lru.c ------------------------------------------------------------- */
 void
@@ -209,6 +277,14 @@ lru_reclaim_locked(unsigned id);
 /* Keeps the hot and warm segments within their shares. Class lock held. */
 void
 lru_balance_locked(unsigned id);
+/* Puts fresh where old is in its list (a page move copied old to fresh). */
+void
+lru_replace_locked(struct item *old, struct item *fresh);
+/* Store stamp of the item eviction would take next (its CAS, which grows
+ * with every store), UINT64_MAX when the class holds no item. Class lock
+ * held. Smaller is older: this is how page moves compare classes' ages. */
+uint64_t
+lru_tail_stamp_locked(unsigned id);
 
 /* --- hash.c ------------------------------------------------------------ */
 bool
@@ -228,6 +304,12 @@ void
 ht_insert(struct item *it, uint64_t hv);
 void
 ht_remove(struct item *it, uint64_t hv);
+/* Puts fresh in old's place in its chain (a page move relocated old). */
+void
+ht_replace(struct item *old, struct item *fresh, uint64_t hv);
+/* Whether two hashes share a stripe lock. */
+bool
+ht_same_stripe(uint64_t a, uint64_t b);
 /* Counts linked items; true when the load just passed 1.5 and the table
  * should grow (the caller wakes the maintenance thread). */
 bool
@@ -241,6 +323,64 @@ bool
 ht_expanding(void);
 uint64_t
 ht_bytes(void);
+
+/* --- mover.c ----------------------------------------------------------- */
+/* What an allocating thread already holds: the stripe of hv (locked by this
+ * thread) and, in it, an item it is still reading (an append's old value).
+ * The mover works on that stripe's items without trying the lock, and
+ * leaves keep alone. NULL when the allocation holds no stripe. */
+struct alloc_hold {
+    uint64_t hv;
+    const struct item *keep;
+};
+void
+mover_setup(void);
+void
+mover_teardown(void);
+/* A store found no room in class id: makes some at once, by taking a page
+ * from the pool or the budget or the class with the oldest tail (slab
+ * classes), or by freeing budget the same way (the large class, which needs
+ * bytes). Bounded; no class lock held. False when nothing could be had. */
+bool
+mover_make_room(unsigned id, size_t total, const struct alloc_hold *hold);
+/* One bounded step of a requested or automatic move; true if it progressed
+ * and more remains. The maintenance thread calls it. */
+bool
+mover_step(void);
+/* The pool as a move's destination (or the source of `slabs reassign 0 n`). */
+#define MOVER_POOL (-1)
+/* Starts a move between class indexes (dst MOVER_POOL); automove's entry.
+ * A move from the large class (which gives budget, not pages) or to the
+ * pool that needs no page emptied happens at once. */
+enum cache_reassign
+mover_request(int src, int dst);
+/* cache_slabs_reassign's checks and start, on memcached's class ids. */
+enum cache_reassign
+mover_reassign(int src, int dst);
+/* Runs a requested move to its end (or gives it up) on this thread, for a
+ * cache without a maintenance thread. */
+void
+mover_run_inline(void);
+bool
+mover_running(void);
+void
+mover_stats(struct cache_mover_stats *out);
+void
+mover_stats_reset(void);
+/* Held by cache_verify while it checks the pages: no page is in flight. */
+void
+mover_lock(void);
+void
+mover_unlock(void);
+
+/* --- automove.c --------------------------------------------------------- */
+void
+automove_setup(void);
+void
+automove_teardown(void);
+/* Once a second: memcached's automove decision, which may start a move. */
+void
+automove_tick(uint32_t now);
 
 /* --- link/unlink (cache.c) ---------------------------------------------- */
 /* Stripe lock held: puts it into the table and its LRU (takes the class lock). */

@@ -151,6 +151,25 @@ ht_remove(struct item *it, uint64_t hv)
     }
 }
 
+void
+ht_replace(struct item *old, struct item *fresh, uint64_t hv)
+{
+    for (struct item **pp = bucket_of(hv); *pp != NULL; pp = &(*pp)->h_next) {
+        if (*pp == old) {
+            fresh->h_next = old->h_next;
+            *pp = fresh;
+            old->h_next = NULL;
+            return;
+        }
+    }
+}
+
+bool
+ht_same_stripe(uint64_t a, uint64_t b)
+{
+    return stripe_of(a) == stripe_of(b);
+}
+
 bool
 ht_count(int delta)
 {

@@ -162,3 +162,38 @@ lru_reclaim_locked(unsigned id)
             return true;
     return false;
 }
+
+void
+lru_replace_locked(struct item *old, struct item *fresh)
+{
+    struct slab_class *cls = &cache.classes[old->clsid];
+    struct lru_list *l = &cls->lru[item_seg(old)];
+    fresh->prev = old->prev;
+    fresh->next = old->next;
+    if (old->prev)
+        old->prev->next = fresh;
+    else
+        l->head = fresh;
+    if (old->next)
+        old->next->prev = fresh;
+    else
+        l->tail = fresh;
+    old->prev = old->next = NULL;
+}
+
+uint64_t
+lru_tail_stamp_locked(unsigned id)
+{
+    const struct slab_class *cls = &cache.classes[id];
+    /* Eviction takes COLD first, so COLD's tail is the next to go. */
+    const struct item *t = cls->lru[LRU_COLD].tail;
+    if (t != NULL)
+        return item_meta(t) & META_CAS_MASK;
+    uint64_t oldest = UINT64_MAX;
+    for (unsigned seg = 0; seg < LRU_SEGS; seg++) {
+        t = cls->lru[seg].tail;
+        if (t != NULL && (item_meta(t) & META_CAS_MASK) < oldest)
+            oldest = item_meta(t) & META_CAS_MASK;
+    }
+    return oldest;
+}

@@ -97,6 +97,7 @@ cache_stats_reset(void)
     for (unsigned r = 0; r < NROWS; r++)
         sum_row(r, baseline[r]);
     pthread_mutex_unlock(&reg_lock);
+    mover_stats_reset(); /* memcached's stats reset zeroes slabs_moved and the rest */
 }
 
 static void
@@ -120,21 +121,22 @@ cache_stats_get(struct cache_stats *out)
         pthread_mutex_lock(&cls->lock);
         out->curr_items += cls->linked;
         out->bytes += cls->bytes;
-        if (cls->npages > 0 || cls->large_pages > 0)
+        if (cls->npages > 0 || cls->large_bytes > 0)
             out->total_classes++;
         pthread_mutex_unlock(&cls->lock);
     }
     stats_sum_class(STAT_NOCLASS, &s);
     add_ops(&out->ops, &s);
     out->limit_maxbytes = cache.opts.mem_limit;
-    out->total_malloced = atomic_load(&cache.pages_used) * cache.opts.page_size;
+    out->total_malloced = atomic_load(&cache.mem_used);
     out->hash_bytes = ht_bytes();
     out->hash_power_level = ht_power();
     out->hash_is_expanding = ht_expanding();
     out->malloc_fails = atomic_load(&cache.malloc_fails);
-    /* Pages return to a global pool only through slab rebalancing, which
-     * this cache does not do yet: memcached reports 0 then too. */
-    out->slab_global_page_pool = 0;
+    out->slab_global_page_pool = slab_pool_pages();
+    mover_stats(&out->mover);
+    out->slab_reassign = cache.opts.slab_reassign;
+    out->slab_reassign_running = mover_running();
 }
 
 unsigned
@@ -155,7 +157,8 @@ cache_class_stats_get(unsigned index, struct cache_class_stats *out)
     out->chunk_size = cls->large ? cache.opts.slab_chunk_max : cls->size;
     out->chunks_per_page = cls->large ? 1 : cls->perslab;
     if (cls->large) {
-        out->total_pages = cls->large_pages;
+        /* Charged in 4 KiB steps; shown in pages, rounded up. */
+        out->total_pages = (cls->large_bytes + cache.opts.page_size - 1) / cache.opts.page_size;
         out->total_chunks = cls->linked;
         out->used_chunks = cls->linked;
     } else {
@@ -163,7 +166,8 @@ cache_class_stats_get(unsigned index, struct cache_class_stats *out)
         out->total_chunks = cls->npages * cls->perslab;
         out->free_chunks = cls->free_count;
         out->free_chunks_end = cls->npages ? cls->perslab - cls->cur_carved : 0;
-        out->used_chunks = out->total_chunks - out->free_chunks - out->free_chunks_end;
+        /* Claimed chunks belong to a page on its way out: not in use. */
+        out->used_chunks = out->total_chunks - out->free_chunks - out->free_chunks_end - cls->claimed;
     }
     out->mem_requested = cls->bytes;
     out->number = cls->linked;

@@ -111,8 +111,8 @@ config_no_modern(struct config *cfg)
 {
     if (!config_given(cfg, "slab_chunk_max"))
         cfg->cache.slab_chunk_max = CONFIG_PAGE_SIZE;
-    cfg->compat.slab_reassign = false;
-    cfg->compat.slab_automove = 0;
+    cfg->cache.slab_reassign = false;
+    cfg->cache.slab_automove = 0;
     cfg->compat.maxconns_fast = false;
     cfg->cache.lru_crawler = false;
     cfg->cache.lru_maintainer = false;

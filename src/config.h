@@ -141,26 +141,6 @@
     X(char *, slab_sizes, .name = "slab_sizes", .sub = true, .type = OPTION_STRING,             \
       .arg = "<a-b-...>", .help = "explicit slab class sizes (accepted; classes follow -n -f)",  \
       .notice = "-o slab_sizes: size classes follow -n and -f here")                            \
-    X(bool, slab_reassign, .name = "slab_reassign", .sub = true, .type = OPTION_SWITCH,         \
-      .def = "yes", .help = "move slab pages between classes (default: on)",                   \
-      .stat = "slab_reassign")                                                                  \
-    ALSO(bool, slab_reassign, .name = "no_slab_reassign", .sub = true, .type = OPTION_CLEAR,       \
-      .help = "never move slab pages between classes")                                         \
-    X(int, slab_automove, .name = "slab_automove", .sub = true, .type = OPTION_INT,             \
-      .arg = "<0-2>", .def = "1", .implied = "1", .min = 0, .max = 2,                           \
-      .help = "how pages move by themselves: 0 never, 1 slowly, 2 eagerly",                    \
-      .stat = "slab_automove", .bad = "slab_automove must be between 0 and 2", .exit = 1)       \
-    ALSO(int, slab_automove, .name = "no_slab_automove", .sub = true, .type = OPTION_INT,          \
-      .implied = "0", .help = "slab_automove=0")                                                \
-    X(double, slab_automove_ratio, .name = "slab_automove_ratio", .sub = true,                  \
-      .type = OPTION_FLOAT, .arg = "<ratio>", .def = "0.8", .min = 0, .min_open = true,         \
-      .max = 1, .help = "ratio of a class's free chunks that frees a page",                    \
-      .stat = "slab_automove_ratio", .bad = "slab_automove_ratio must be > 0 and < 1",          \
-      .exit = 1)                                                                                \
-    X(int, slab_automove_window, .name = "slab_automove_window", .sub = true,                   \
-      .type = OPTION_INT, .arg = "<secs>", .def = "30", .min = 3, .max = INT32_MAX,            \
-      .help = "window of the automove decision", .stat = "slab_automove_window",               \
-      .bad = "slab_automove_window must be > 2", .exit = 1)                                     \
     X(bool, inline_ascii_response, .name = "inline_ascii_resp", .sub = true,                    \
       .type = OPTION_CLEAR, .help = "accepted; no effect (as in memcached)",                   \
       .stat = "inline_ascii_response")                                                          \

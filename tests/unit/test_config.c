@@ -149,7 +149,7 @@ Test(config, no_modern_brings_back_memcached_14s_defaults)
     cr_assert(parse("-o no_modern", err, sizeof(err), &code), "%s", err);
     cr_assert_eq(cfg.cache.slab_chunk_max, 1u << 20);
     cr_assert(!cfg.cache.lru_crawler && !cfg.cache.lru_maintainer);
-    cr_assert(!cfg.compat.slab_reassign && cfg.compat.slab_automove == 0);
+    cr_assert(!cfg.cache.slab_reassign && cfg.cache.slab_automove == 0);
     cr_assert(parse("-I 2m -o slab_chunk_max=262144,no_modern", err, sizeof(err), &code), "%s", err);
     cr_assert_eq(cfg.cache.slab_chunk_max, 262144);
 }

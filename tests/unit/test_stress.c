@@ -1,17 +1,22 @@
 /* A bounded multi-threaded stress of the whole cache (run under ASan/UBSan
  * by scripts/test): random operations on a small key space in a cache small
- * enough to evict, with the maintenance thread running; then every invariant
- * is checked and every value must still belong to its key. */
+ * enough to evict, with the maintenance thread running and pages moving
+ * between classes all along (stores taking pages at once, automove, and a
+ * thread asking for `slabs reassign`); then every invariant is checked and
+ * every value must still belong to its key. */
 #include "cache_fixture.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #define THREADS 4
 #define OPS_PER_THREAD 60000
 #define KEYS 20000
+#define LARGE_MAX (40 * 1024)   /* above slab_chunk_max below: large items too */
 
 static atomic_uint corrupt;
+static atomic_bool workers_done;
 
 struct worker {
     unsigned seed;
@@ -29,14 +34,15 @@ static void *
 work(void *arg)
 {
     struct worker *w = arg;
-    char value[2048];
+    static _Thread_local char value[LARGE_MAX + 64];
     for (unsigned op = 0; op < OPS_PER_THREAD; op++) {
         unsigned r = next_rand(&w->seed);
         char key[32];
         int nkey = snprintf(key, sizeof(key), "key:%u", r % KEYS);
         /* A value names its key, so a reader can detect cross-talk. */
         size_t vlen = (size_t)snprintf(value, sizeof(value), "%s|", key);
-        size_t extra = next_rand(&w->seed) % 1500;
+        unsigned pick = next_rand(&w->seed);
+        size_t extra = pick % 64 == 0 ? pick % LARGE_MAX : pick % 1500;
         memset(value + vlen, 'a' + (char)(w->id), extra);
         vlen += extra;
         switch (r % 8) {
@@ -69,24 +75,55 @@ work(void *arg)
     return NULL;
 }
 
-Test(stress, threads_hammering_a_small_cache_keep_every_invariant, .timeout = 120)
+/* An operator moving pages by hand while the workers run. */
+static void *
+reassign(void *arg)
+{
+    unsigned seed = 104729, classes = cache_class_count() - 1;
+    for (unsigned n = 0; n < 100000 && !atomic_load(&workers_done); n++) {
+        unsigned r = next_rand(&seed);
+        int src = r % 4 == 0 ? -1 : (int)(r % classes) + 1;
+        int dst = (int)((r >> 8) % (classes + 1)); /* 0: the pool */
+        (void)cache_slabs_reassign(src, dst);
+        if (r % 97 == 0)
+            cache_slab_automove_set((r >> 4) % 3);
+        usleep(1000);
+    }
+    return NULL;
+}
+
+Test(stress, threads_hammering_a_small_cache_keep_every_invariant, .timeout = 240)
 {
     struct cache_options o = fx_options(4);
     o.lru_maintainer = true;
+    o.slab_chunk_max = 16 * 1024;
+    o.slab_automove = 2;
     fx_start(&o);
-    pthread_t t[THREADS];
+    pthread_t t[THREADS], mover;
     struct worker w[THREADS];
+    atomic_store(&workers_done, false);
+    pthread_create(&mover, NULL, reassign, NULL);
     for (unsigned i = 0; i < THREADS; i++) {
         w[i] = (struct worker){ .seed = 7919 * (i + 1), .id = i };
         pthread_create(&t[i], NULL, work, &w[i]);
     }
     for (unsigned i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
+    atomic_store(&workers_done, true);
+    pthread_join(mover, NULL);
     cr_expect_eq(atomic_load(&corrupt), 0, "values read under the wrong key");
     struct cache_stats st;
     cache_stats_get(&st);
     cr_expect_leq(st.total_malloced, 4u << 20);
-    cr_expect_gt(st.ops.evictions, 0, "the cache was meant to be under pressure");
+    cr_expect_gt(st.ops.evictions + st.mover.slab_reassign_evictions_nomem, 0,
+                 "the cache was meant to be under pressure");
+    cr_expect_gt(st.mover.slabs_moved, 0, "pages were meant to move");
+    cr_log_info("pages moved %llu (%llu at once), rescues %llu, evictions %llu + %llu by moves, busy %llu/%llu",
+                (unsigned long long)st.mover.slabs_moved, (unsigned long long)st.mover.slabs_moved_at_once,
+                (unsigned long long)st.mover.slab_reassign_rescues, (unsigned long long)st.ops.evictions,
+                (unsigned long long)st.mover.slab_reassign_evictions_nomem,
+                (unsigned long long)st.mover.slab_reassign_busy_items,
+                (unsigned long long)st.mover.slab_reassign_busy_deletes);
     /* curr_items agrees with what lookups find. */
     unsigned found = 0;
     for (unsigned k = 0; k < KEYS; k++) {
