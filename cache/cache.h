@@ -291,7 +291,8 @@ cache_slabs_reassign(int src, int dst);
 bool
 cache_slab_reassign_enabled(void);
 
-/* `slabs automove <0|1|2>` and `slabs automove ratio <r>`: live changes. */
+/* `slabs automove <0|1|2>` and `slabs automove ratio <r>`: live changes,
+ * and the live values (0 before cache_setup). */
 void
 cache_slab_automove_set(unsigned level);
 unsigned

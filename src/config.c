@@ -214,6 +214,10 @@ config_live(void *arg, const char *name, char *buf, size_t len)
         snprintf(buf, len, "xxh3"); /* whatever -o hash_algorithm said */
     else if (strcmp(name, "lru_segmented") == 0)
         snprintf(buf, len, "%s", cfg->cache.lru_maintainer ? "yes" : "no");
+    else if (strcmp(name, "slab_automove") == 0 && cache_class_count() > 0)
+        snprintf(buf, len, "%u", cache_slab_automove()); /* `slabs automove` changes it */
+    else if (strcmp(name, "slab_automove_ratio") == 0 && cache_class_count() > 0)
+        snprintf(buf, len, "%.2f", cache_slab_automove_ratio());
     else if (strcmp(name, "temp_lru") == 0)
         snprintf(buf, len, "%s", option_given(cfg->groups, CONFIG_NGROUPS, "temporary_ttl")
                                      ? "yes" : "no");

@@ -168,6 +168,29 @@ Test(config, bus_insecure_is_a_flag_and_the_announce_window_a_number)
     cr_assert_eq(cfg.bus.announce_window_ms, 0);
 }
 
+Test(config, slab_mover_options_reach_the_cache)
+{
+    char err[256];
+    int code = 0;
+    cr_assert(parse("", err, sizeof(err), &code), "%s", err);
+    cr_assert(cfg.cache.slab_reassign);
+    cr_assert_eq(cfg.cache.slab_automove, 1);
+    cr_assert_eq(cfg.cache.slab_automove_window, 30);
+    cr_assert_float_eq(cfg.cache.slab_automove_ratio, 0.8, 1e-9);
+    config_deinit(&cfg);
+    cr_assert(parse("-o no_slab_reassign,slab_automove=2,slab_automove_ratio=0.5,slab_automove_window=3",
+                    err, sizeof(err), &code), "%s", err);
+    cr_assert_not(cfg.cache.slab_reassign);
+    cr_assert_eq(cfg.cache.slab_automove, 2);
+    cr_assert_eq(cfg.cache.slab_automove_window, 3);
+    cr_assert_float_eq(cfg.cache.slab_automove_ratio, 0.5, 1e-9);
+    config_deinit(&cfg);
+    /* A bare slab_automove is 1, as in memcached. */
+    cr_assert(parse("-o slab_automove=0,slab_reassign,slab_automove", err, sizeof(err), &code), "%s", err);
+    cr_assert(cfg.cache.slab_reassign);
+    cr_assert_eq(cfg.cache.slab_automove, 1);
+}
+
 /* Arrays, not pointers: Criterion re-runs the binary per parameter. */
 struct refusal {
     char args[64];
@@ -216,6 +239,9 @@ static struct refusal refusals[] = {
     { "-o temporary_ttl=10,no_lru_maintainer", "temporary_ttl requires lru_maintainer to be enabled", 64 },
     { "-o hot_lru_pct=50,warm_lru_pct=40", "hot_lru_pct + warm_lru_pct cannot be more than 80% combined", 64 },
     { "-o worker_slice_us=-1", "Invalid worker_slice_us: -1 (want 0-1000000)", 1 },
+    { "-o slab_automove=-1", "slab_automove must be between 0 and 2", 1 },
+    { "-o slab_automove_ratio=x", "slab_automove_ratio must be > 0 and < 1", 1 },
+    { "-o slab_automove_window=-5", "slab_automove_window must be > 2", 1 },
     { "--bus-ttl 300", "Invalid --bus-ttl: 300 (want 0-255)", 64 },
     { "--bus-announce-window-ms -1", "Invalid --bus-announce-window-ms: -1 (want 0-3600000)", 64 },
     { "--bus-group nonsense", "Invalid --bus-group: nonsense (want ADDR:PORT)", 64 },
