@@ -7,8 +7,10 @@
  * handlers below only parse their arguments and call the cache. */
 #include "net/cmd.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@ static void cmd_stats(struct conn *c, struct proto_request *req, const struct cm
 static void cmd_quit(struct conn *c, struct proto_request *req, const struct cmd_row *row);
 static void cmd_shutdown(struct conn *c, struct proto_request *req, const struct cmd_row *row);
 static const char *cmd_delete_shape(struct conn *c, const struct proto_request *req);
+static void cmd_slabs(struct conn *c, struct proto_request *req, const struct cmd_row *row);
 
 #define ERR "ERROR"
 #define NOREPLY CMD_NOREPLY
@@ -67,7 +70,8 @@ static const char *cmd_delete_shape(struct conn *c, const struct proto_request *
     X("verbosity", cmd_verbosity, 0, 3, 4, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)               \
     X("stats", cmd_stats, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                         \
     X("quit", cmd_quit, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                           \
-    X("shutdown", cmd_shutdown, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)
+    X("shutdown", cmd_shutdown, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                   \
+    X("slabs", cmd_slabs, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)
 
 static const struct cmd_row cmd_table[] = {
 #define CMD_ROW(name, handler, arg, min, max, arity_err, reply, key, shape, publish) \
@@ -474,4 +478,66 @@ cmd_stats(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     } else if (!stats_text_sub(sh, sub->p, sub->len, &c->out)) {
         reply_line(&c->out, "ERROR");
     }
+}
+
+/* memcached's safe_strtod on a token: the whole token is the number. */
+static bool
+cmd_parse_double(const struct proto_token *t, double *out)
+{
+    char buf[128];
+    if (t->len == 0 || t->len >= sizeof(buf))
+        return false;
+    memcpy(buf, t->p, t->len);
+    buf[t->len] = '\0';
+    char *end;
+    errno = 0;
+    double d = strtod(buf, &end);
+    if (errno == ERANGE || end != buf + t->len)
+        return false;
+    *out = d;
+    return true;
+}
+
+/* slabs reassign <src> <dst> | slabs automove <0|1|2> | slabs automove
+ * ratio <r>, with memcached 1.6.18's token counts and replies: reassign
+ * takes no noreply and always answers; automove honours it. */
+static void
+cmd_slabs(struct conn *c, struct proto_request *req, const struct cmd_row *row)
+{
+    if (req->ntokens == 5 && proto_token_is(&req->tokens[1], "reassign")) {
+        int32_t src, dst;
+        if (!cache_slab_reassign_enabled()) {
+            reply_line(&c->out, reply_reassign_line(CACHE_REASSIGN_DISABLED));
+        } else if (!proto_parse_i32(&req->tokens[2], &src) || !proto_parse_i32(&req->tokens[3], &dst)) {
+            reply_line(&c->out, "CLIENT_ERROR bad command line format");
+        } else {
+            reply_line(&c->out, reply_reassign_line(cache_slabs_reassign(src, dst)));
+        }
+        return;
+    }
+    if (req->ntokens < 4 || !proto_token_is(&req->tokens[1], "automove")) {
+        reply_line(&c->out, "ERROR");
+        return;
+    }
+    cmd_noreply_maybe(c, req);
+    if (proto_token_is(&req->tokens[2], "ratio")) {
+        double ratio;
+        if (req->ntokens < 5 || !cmd_parse_double(&req->tokens[3], &ratio)) {
+            cmd_out(c, "ERROR");
+            return;
+        }
+        cache_slab_automove_ratio_set(ratio);
+    } else {
+        uint32_t level;
+        if (!proto_parse_u32(&req->tokens[2], &level)) {
+            cmd_out(c, "CLIENT_ERROR bad command line format");
+            return;
+        }
+        if (level > 2) {
+            cmd_out(c, "ERROR");
+            return;
+        }
+        cache_slab_automove_set(level);
+    }
+    cmd_out(c, "OK");
 }

@@ -47,6 +47,29 @@ reply_result_line(enum cache_result r)
     return reply_lines[r];
 }
 
+/* `slabs reassign` outcomes: memcached 1.6.18's lines. */
+#define REPLY_REASSIGN_LINES(X)                                                \
+    X(CACHE_REASSIGN_OK, "OK")                                                 \
+    X(CACHE_REASSIGN_RUNNING, "BUSY currently processing reassign request")    \
+    X(CACHE_REASSIGN_BADCLASS, "BADCLASS invalid src or dst class id")         \
+    X(CACHE_REASSIGN_NOSPARE, "NOSPARE source class has no spare pages")       \
+    X(CACHE_REASSIGN_SAME, "SAME src and dst class are identical")             \
+    X(CACHE_REASSIGN_DISABLED, "CLIENT_ERROR slab reassignment disabled")
+
+static const char *const reassign_lines[CACHE_REASSIGN_COUNT] = {
+#define REPLY_LINE_ENTRY(result, line) [result] = line,
+    REPLY_REASSIGN_LINES(REPLY_LINE_ENTRY)
+#undef REPLY_LINE_ENTRY
+};
+
+const char *
+reply_reassign_line(enum cache_reassign r)
+{
+    if ((unsigned)r >= CACHE_REASSIGN_COUNT || reassign_lines[r] == NULL)
+        return "SERVER_ERROR unhandled result";
+    return reassign_lines[r];
+}
+
 void
 reply_buf_init(struct reply_buf *rb)
 {

@@ -73,6 +73,11 @@ reply_value(struct reply_buf *rb, struct item *it, bool with_cas);
 const char *
 reply_result_line(enum cache_result r);
 
+/* The protocol line for a `slabs reassign` outcome ("OK", "NOSPARE ..."),
+ * without "\r\n". Never NULL. */
+const char *
+reply_reassign_line(enum cache_reassign r);
+
 /* A point in the queue to roll back to: a multiget that fails half way
  * (a key too long) takes back the values it already queued, as memcached
  * does. Valid until the next reply_send. */

@@ -1,6 +1,6 @@
 /* stats_text: renders the stats sub-commands. The general `stats` is one
  * X-macro table in memcached 1.6.18's exact key order; keys for machinery we
- * do not have (extstore, logger watchers, slab reassign ...) stay, as zeros,
+ * do not have (extstore, logger watchers ...) stay, as zeros,
  * so exporters and dashboards find every key they expect. */
 #include "net/stats_text.h"
 
@@ -94,14 +94,14 @@ struct stats_snapshot {
     X(hash_power_level, "%u", s->cache.hash_power_level)                       \
     X(hash_bytes, "%llu", U64(s->cache.hash_bytes))                            \
     X(hash_is_expanding, "%d", s->cache.hash_is_expanding ? 1 : 0)             \
-    X(slab_reassign_rescues, "%d", 0)                                          \
-    X(slab_reassign_chunk_rescues, "%d", 0)                                    \
-    X(slab_reassign_evictions_nomem, "%d", 0)                                  \
-    X(slab_reassign_inline_reclaim, "%d", 0)                                   \
-    X(slab_reassign_busy_items, "%d", 0)                                       \
-    X(slab_reassign_busy_deletes, "%d", 0)                                     \
-    X(slab_reassign_running, "%d", 0)                                          \
-    X(slabs_moved, "%d", 0)                                                    \
+    XIF(s->cache.slab_reassign, slab_reassign_rescues, "%llu", U64(s->cache.mover.slab_reassign_rescues)) \
+    XIF(s->cache.slab_reassign, slab_reassign_chunk_rescues, "%llu", U64(s->cache.mover.slab_reassign_chunk_rescues)) \
+    XIF(s->cache.slab_reassign, slab_reassign_evictions_nomem, "%llu", U64(s->cache.mover.slab_reassign_evictions_nomem)) \
+    XIF(s->cache.slab_reassign, slab_reassign_inline_reclaim, "%llu", U64(s->cache.mover.slab_reassign_inline_reclaim)) \
+    XIF(s->cache.slab_reassign, slab_reassign_busy_items, "%llu", U64(s->cache.mover.slab_reassign_busy_items)) \
+    XIF(s->cache.slab_reassign, slab_reassign_busy_deletes, "%llu", U64(s->cache.mover.slab_reassign_busy_deletes)) \
+    XIF(s->cache.slab_reassign, slab_reassign_running, "%d", s->cache.slab_reassign_running ? 1 : 0) \
+    XIF(s->cache.slab_reassign, slabs_moved, "%llu", U64(s->cache.mover.slabs_moved)) \
     X(lru_crawler_running, "%d", 0)                                            \
     X(lru_crawler_starts, "%d", 0)                                             \
     X(lru_maintainer_juggles, "%d", 0)                                         \

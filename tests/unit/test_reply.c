@@ -44,6 +44,18 @@ Test(reply, every_cache_result_has_a_protocol_line)
     cr_assert_str_eq(reply_result_line(CACHE_NO_MEMORY), "SERVER_ERROR out of memory storing object");
 }
 
+Test(reply, every_reassign_result_has_memcacheds_line)
+{
+    for (int r = 0; r < CACHE_REASSIGN_COUNT; r++) {
+        const char *line = reply_reassign_line((enum cache_reassign)r);
+        cr_assert(strncmp(line, "SERVER_ERROR unhandled", 22) != 0, "reassign result %d has no line", r);
+        cr_assert_null(strchr(line, '\r'));
+    }
+    cr_assert_str_eq(reply_reassign_line(CACHE_REASSIGN_OK), "OK");
+    cr_assert_str_eq(reply_reassign_line(CACHE_REASSIGN_RUNNING), "BUSY currently processing reassign request");
+    cr_assert_str_eq(reply_reassign_line(CACHE_REASSIGN_NOSPARE), "NOSPARE source class has no spare pages");
+}
+
 static struct item *
 store(const char *key, const char *value, uint32_t flags)
 {
