@@ -117,6 +117,7 @@ struct cache {
     uint64_t arena_next;        /* pages handed out of the arena (spare lock) */
     pthread_mutex_t spare_lock;
     char **spare;               /* arena pages given back (memory returned), pages_max slots */
+    uint8_t *spare_bits;        /* by arena page index: 1 if spare */
     uint64_t nspare;
     _Atomic unsigned automove;  /* live copies of the options `slabs automove` changes */
     _Atomic uint64_t automove_ratio_bits;

@@ -54,13 +54,16 @@ arena_setup(void)
     size_t len = (size_t)cache.pages_max * cache.opts.page_size;
     size_t map_len = len + SLAB_HUGE_PAGE;
     cache.spare = calloc(cache.pages_max, sizeof(*cache.spare));
-    if (cache.spare == NULL)
-        return;
-    void *p = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    cache.spare_bits = calloc(cache.pages_max, 1);
+    void *p = MAP_FAILED;
+    if (cache.spare != NULL && cache.spare_bits != NULL)
+        p = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
         free(cache.spare);
+        free(cache.spare_bits);
         cache.spare = NULL;
+        cache.spare_bits = NULL;
         return; /* a page at a time, then */
     }
     uintptr_t start = ((uintptr_t)p + SLAB_HUGE_PAGE - 1) & ~(uintptr_t)(SLAB_HUGE_PAGE - 1);
@@ -100,6 +103,26 @@ slab_large_charge(size_t total)
 
 /* --- pages ----------------------------------------------------------------- */
 
+/* Index of an arena page, and of the other page in its 2 MiB huge page. */
+static uint64_t
+arena_index(const char *page)
+{
+    return (uint64_t)(page - cache.arena) / cache.opts.page_size;
+}
+
+static bool
+buddy_spare(uint64_t i)
+{
+    uint64_t per_huge = SLAB_HUGE_PAGE / cache.opts.page_size;
+    if (per_huge < 2)
+        return true; /* pages as large as a huge page: no buddy to consider */
+    uint64_t first = i / per_huge * per_huge;
+    for (uint64_t b = first; b < first + per_huge; b++)
+        if (b != i && b < cache.pages_max && !cache.spare_bits[b])
+            return false;
+    return true;
+}
+
 char *
 slab_page_get(void)
 {
@@ -108,7 +131,19 @@ slab_page_get(void)
     pthread_mutex_lock(&cache.spare_lock);
     char *page;
     if (cache.nspare > 0) {
-        page = cache.spare[--cache.nspare];
+        /* Prefer a spare page in a huge page that is partly in use: khugepaged
+         * may fill such a hole again anyway, while a huge page wholly spare
+         * stays out of RSS. */
+        uint64_t pick = cache.nspare - 1;
+        for (uint64_t k = cache.nspare; k-- > 0;) {
+            if (!buddy_spare(arena_index(cache.spare[k]))) {
+                pick = k;
+                break;
+            }
+        }
+        page = cache.spare[pick];
+        cache.spare[pick] = cache.spare[--cache.nspare];
+        cache.spare_bits[arena_index(page)] = 0;
     } else {
         /* The caller reserved a page and every spare one is taken, so fewer
          * than pages_max arena pages are out: the index stays inside. */
@@ -128,6 +163,7 @@ slab_page_put(char *page)
         (void)madvise(page, cache.opts.page_size, MADV_DONTNEED);
         pthread_mutex_lock(&cache.spare_lock);
         cache.spare[cache.nspare++] = page;
+        cache.spare_bits[arena_index(page)] = 1;
         pthread_mutex_unlock(&cache.spare_lock);
     }
     slab_unreserve(cache.opts.page_size);
@@ -318,7 +354,9 @@ slab_teardown(void)
         munmap(cache.arena_map, cache.arena_map_len);
     cache.arena = NULL;
     free(cache.spare);
+    free(cache.spare_bits);
     cache.spare = NULL;
+    cache.spare_bits = NULL;
     cache.nspare = 0;
     pthread_mutex_destroy(&cache.spare_lock);
 }

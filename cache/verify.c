@@ -142,7 +142,14 @@ check_pages(char *err, size_t errlen, uint64_t held)
         uint64_t i = (uint64_t)(cache.spare[s] - cache.arena) / cache.opts.page_size;
         if (cache.spare[s] < cache.arena || i >= cache.arena_next || seen[i]++)
             ok = fail(err, errlen, "spare page %" PRIu64 " outside the arena or also held", s);
+        else if (!cache.spare_bits[i])
+            ok = fail(err, errlen, "spare page %" PRIu64 " not marked spare", s);
     }
+    uint64_t marked = 0;
+    for (uint64_t i = 0; i < cache.pages_max; i++)
+        marked += cache.spare_bits[i] != 0;
+    if (ok && marked != cache.nspare)
+        ok = fail(err, errlen, "%" PRIu64 " pages marked spare, %" PRIu64 " listed", marked, cache.nspare);
     if (ok && held + cache.nspare != cache.arena_next)
         ok = fail(err, errlen, "%" PRIu64 " arena pages out, %" PRIu64 " held and %" PRIu64 " spare",
                   cache.arena_next, held, cache.nspare);
