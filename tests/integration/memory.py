@@ -263,6 +263,32 @@ def reassign_moves_a_page_and_memory_follows(binary, kind):
                                      % (rss_before, rss_after, moved))
 
 
+def automove_settings_follow_flags_and_commands(binary, kind):
+    flags = ["-o", "slab_automove=2,slab_automove_ratio=0.5,slab_automove_window=3"]
+    with server(binary, kind, flags) as srv, srv.connect() as s:
+        c = Lines(s)
+        st = stats(c, b"settings")
+        want = {"slab_reassign": "yes", "slab_automove": "2", "slab_automove_ratio": "0.50",
+                "slab_automove_window": "3"}
+        got = {k: st.get(k) for k in want}
+        if got != want:
+            raise AssertionError("stats settings %r, expected %r" % (got, want))
+        s.sendall(b"slabs automove 0\r\nslabs automove ratio 0.3\r\n")
+        if (c.line(), c.line()) != (b"OK", b"OK"):
+            raise AssertionError("slabs automove did not answer OK")
+        st = stats(c, b"settings")
+        if (st.get("slab_automove"), st.get("slab_automove_ratio")) != ("0", "0.30"):
+            raise AssertionError("after slabs automove 0 / ratio 0.3: %s %s"
+                                 % (st.get("slab_automove"), st.get("slab_automove_ratio")))
+    with server(binary, kind, ["-o", "no_slab_reassign"]) as srv, srv.connect() as s:
+        c = Lines(s)
+        if stats(c, b"settings").get("slab_reassign") != "no":
+            raise AssertionError("no_slab_reassign: stats settings slab_reassign is not no")
+        general = stats(c)
+        if "slabs_moved" in general or "slab_reassign_running" in general:
+            raise AssertionError("no_slab_reassign: stats still lists the mover's counters")
+
+
 def run(rep, ctx):
     b, k = ctx["binary"], ctx["kind"]
     rep.case("memory/full_of_4000_byte_values_stores_other_sizes_at_once",
@@ -279,3 +305,5 @@ def run(rep, ctx):
              large_capacity, b, k, ["-m", "64", "-I", "2m"], 1 << 20, 200)
     rep.case("memory/slabs_reassign_to_the_pool_moves_pages_and_rss_follows",
              reassign_moves_a_page_and_memory_follows, b, k)
+    rep.case("memory/automove_settings_follow_flags_and_commands",
+             automove_settings_follow_flags_and_commands, b, k)
