@@ -116,7 +116,8 @@ enum net_protocol { NET_PROTOCOL_AUTO, NET_PROTOCOL_BINARY, NET_PROTOCOL_ASCII }
 struct net_options {
     NET_OPTIONS(OPTION_FIELD, OPTION_SKIP)
     /* Set by main, not by options. */
-    const char *version;        /* for "version" and stats */
+    const char *version;        /* for "version" and `stats version` */
+    const char *product_version;/* fleetcache's own, `stats fleetcache_version` */
     net_invalidate_fn on_invalidate;  /* NULL: nobody listens */
     net_flush_fn on_flush;
     net_poll_fn on_poll;        /* NULL: nothing to do between polls */

@@ -41,6 +41,8 @@ struct stats_snapshot {
     X(uptime, "%u", s->uptime)                                                 \
     X(time, "%ld", s->now)                                                     \
     X(version, "%s", sh->opts.version)                                         \
+    XIF(sh->opts.product_version != NULL, fleetcache_version, "%s",            \
+        sh->opts.product_version)                                              \
     X(libevent, "libev-%d.%d", ev_version_major(), ev_version_minor())         \
     X(pointer_size, "%d", (int)(8 * sizeof(void *)))                           \
     X(rusage_user, "%ld.%06ld", (long)s->ru.ru_utime.tv_sec, (long)s->ru.ru_utime.tv_usec) \

@@ -1,7 +1,9 @@
 /* main: fleetcached's start-up and shutdown, the only place that knows every
- * module. Order: options, limits, identity, daemon, clock, cache, bus, net,
- * then the main loop (clock tick, signals, acceptor) until SIGINT/SIGTERM;
- * then net drains and stops, the bus says goodbye, the cache is torn down. */
+ * module. Order (memcached's): options, limits, identity, daemon, clock,
+ * cache, bus, net (listeners bound), pid file, then the main loop (clock
+ * tick, signals, acceptor) until SIGINT, SIGTERM or SIGUSR1; then net
+ * drains and stops, the bus says goodbye, the cache is torn down. SIGHUP
+ * is ignored, as memcached ignores it. */
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,16 +29,21 @@
 #define PACKAGE_VERSION "0.0.0"
 #endif
 
-/* What `version` and `stats` report: memcached's protocol level first, so
- * clients that gate features on the server version keep working. */
-#define FLEETCACHED_PROTO_VERSION "1.6.18-fleetcache-" PACKAGE_VERSION
+/* What `version` and `stats version` report: exactly the memcached release
+ * whose protocol we speak. Clients switch features on this string and
+ * parse it strictly: npm `memcached` takes the last "N.N.N" of the word
+ * (a "-fleetcache-0.1.0" suffix read as 0.1.0), libmemcached (so
+ * php-memcached) reads the leading numbers. fleetcache's own version is in
+ * `stats` (fleetcache_version) and -V. */
+#define FLEETCACHED_PROTO_VERSION "1.6.18"
 
 /* sysexits.h values memcached uses at start-up. */
+#define EXIT_USAGE 64
 #define EXIT_NOUSER 67
 #define EXIT_OSERR 71
 
 static ev_timer clock_timer;
-static ev_signal sig_int, sig_term;
+static ev_signal sig_int, sig_term, sig_usr1;
 static bool stopping;
 
 static void
@@ -56,7 +64,12 @@ signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     if (stopping)
         return;
     stopping = true;
-    log_info("signal %d: stopping", s->signum);
+    /* memcached says this one without -v: SIGUSR1 is how it is told to stop
+     * gracefully (for a restartable cache). */
+    if (s->signum == SIGUSR1)
+        log_error("Gracefully stopping");
+    else
+        log_info("signal %d (%s): stopping", s->signum, strsignal(s->signum));
     net_shutdown(net_stopped, loop);
 }
 
@@ -77,27 +90,47 @@ main_raise_nofile(unsigned max_conns, unsigned threads)
     return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }
 
+/* memcached's rule: root must name the user to become (-u root is a
+ * deliberate choice, not an accident of how the daemon was started). */
 static int
 main_switch_user(const char *user)
 {
     if (getuid() != 0 && geteuid() != 0)
         return 0; /* not root: -u means nothing, as in memcached */
-    if (user == NULL) {
-        log_info("running as root (no -u given)");
-        return 0;
+    if (user == NULL || *user == '\0') {
+        fprintf(stderr, "can't run as root without the -u switch\n");
+        return EXIT_USAGE;
     }
     struct passwd *pw = getpwnam(user);
     if (pw == NULL) {
         fprintf(stderr, "can't find the user %s to switch to\n", user);
         return EXIT_NOUSER;
     }
-    if (pw->pw_uid == 0)
-        return 0;
-    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+    if (setgroups(0, NULL) != 0) {
+        /* EPERM: already without the right to, so nothing to drop. */
+        int e = errno;
+        fprintf(stderr, "failed to drop supplementary groups: %s\n", strerror(e));
+        if (e != EPERM)
+            return EXIT_OSERR;
+    }
+    if (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
         fprintf(stderr, "failed to assume identity of user %s\n", user);
         return EXIT_OSERR;
     }
     return 0;
+}
+
+/* -r: as memcached, unlimited core files, else the hard limit; fails only
+ * when no core file could be written at all. */
+static bool
+main_enable_coredumps(void)
+{
+    struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+    if (setrlimit(RLIMIT_CORE, &rl) != 0 && getrlimit(RLIMIT_CORE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_CORE, &rl);
+    }
+    return getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur != 0;
 }
 
 static bool
@@ -125,16 +158,33 @@ main_daemonize(bool keep_stdio)
     return true;
 }
 
+/* Writes path.tmp and renames it over path, as memcached 1.6.18 does, so a
+ * reader never sees a half-written pid. A failure is a warning, not fatal
+ * (memcached's choice). */
 static void
 main_write_pidfile(const char *path)
 {
-    FILE *f = fopen(path, "w");
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        log_error("Could not open the pid file %s.tmp for writing: %s", path,
+                  strerror(ENAMETOOLONG));
+        return;
+    }
+    FILE *f = fopen(tmp, "w");
     if (f == NULL) {
-        log_error("Could not open the pid file %s for writing: %s", path, strerror(errno));
+        log_error("Could not open the pid file %s for writing: %s", tmp, strerror(errno));
         return;
     }
     fprintf(f, "%ld\n", (long)getpid());
-    fclose(f);
+    if (fclose(f) != 0) {
+        log_error("Could not close the pid file %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return;
+    }
+    if (rename(tmp, path) != 0) {
+        log_error("Could not rename the pid file %s to %s: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+    }
 }
 
 /* -i: memcached prints its own and libevent's licenses; fleetcached names
@@ -199,7 +249,8 @@ main(int argc, char **argv)
         return 0;
     }
     if (cfg.proc.version) {
-        printf("fleetcached %s\n", PACKAGE_VERSION);
+        printf("fleetcached %s (memcached %s protocol)\n", PACKAGE_VERSION,
+               FLEETCACHED_PROTO_VERSION);
         config_deinit(&cfg);
         return 0;
     }
@@ -210,19 +261,26 @@ main(int argc, char **argv)
                         "requesting smaller maxconns value.\n");
         return EXIT_OSERR;
     }
+    if (cfg.proc.coredumps && !main_enable_coredumps()) {
+        fprintf(stderr, "failed to ensure corefile creation\n");
+        return EXIT_OSERR;
+    }
     int rc = main_switch_user(cfg.proc.user);
     if (rc != 0)
         return rc;
     /* Before any thread exists: fork keeps only the calling thread. */
-    if (cfg.proc.daemonize) {
-        if (!main_daemonize(cfg.proc.verbose > 0)) {
-            fprintf(stderr, "failed to daemon() in order to daemonize\n");
-            return EXIT_OSERR;
-        }
-        if (cfg.proc.pidfile != NULL)
-            main_write_pidfile(cfg.proc.pidfile);
+    if (cfg.proc.daemonize && !main_daemonize(cfg.proc.verbose > 0)) {
+        fprintf(stderr, "failed to daemon() in order to daemonize\n");
+        return EXIT_FAILURE;
     }
+    /* After the fork (memory locks are not inherited), before the cache
+     * maps its memory (MCL_FUTURE covers it). */
+    if (cfg.proc.lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0)
+        fprintf(stderr, "warning: -k invalid, mlockall() failed: %s\n", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
+    /* Process-wide, so every thread ignores it too: logrotate and closed
+     * terminals send it, and memcached carries on. */
+    signal(SIGHUP, SIG_IGN);
 
     clock_setup();
     if (!cache_setup(&cfg.cache, err, sizeof(err))) {
@@ -237,8 +295,11 @@ main(int argc, char **argv)
     ev_signal_start(loop, &sig_int);
     ev_signal_init(&sig_term, signal_cb, SIGTERM);
     ev_signal_start(loop, &sig_term);
+    ev_signal_init(&sig_usr1, signal_cb, SIGUSR1);
+    ev_signal_start(loop, &sig_usr1);
 
     cfg.net.version = FLEETCACHED_PROTO_VERSION;
+    cfg.net.product_version = PACKAGE_VERSION;
     cfg.net.settings = config_stats_settings;
     cfg.net.settings_arg = &cfg;
     /* Started before net/ so the first client write is published. */
@@ -260,15 +321,20 @@ main(int argc, char **argv)
         cache_teardown();
         return EXIT_OSERR;
     }
+    /* Once listening, as memcached: a start that fails to bind leaves no
+     * pid file behind, with or without -d. */
+    if (cfg.proc.pidfile != NULL)
+        main_write_pidfile(cfg.proc.pidfile);
 
     ev_run(loop, 0);
 
     net_teardown();   /* workers joined: nobody publishes any more */
     bus_teardown();   /* sends what is pending and a goodbye; before the cache goes */
     cache_teardown();
+    /* memcached removes the pid file only when it daemonized. */
     if (cfg.proc.daemonize && cfg.proc.pidfile != NULL)
         unlink(cfg.proc.pidfile);
-    log_info("exiting");
+    log_info("Exiting normally");
     config_deinit(&cfg);
     return 0;
 }

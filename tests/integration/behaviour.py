@@ -5,6 +5,7 @@
 # (how many items fit in -m 2) the case checks the rule, not the count.
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,10 +76,209 @@ def accepts_flags(binary, kind):
             expect_eq("stats settings %s" % k, st.get(k), v)
 
 
+# memcached 1.6.18's refusals, word for word, with their exit status. A
+# notice line may precede (fleetcached announces accepted knobs it ignores).
+REFUSALS = [
+    ("conn_limit_zero", ["-c", "0"], 1, "Maximum connections must be greater than 0"),
+    ("threads_zero", ["-t", "0"], 1, "Number of threads must be greater than 0"),
+    ("port_70000", ["-p", "70000"], 64, "ERROR: Invalid port number 70000."),
+    ("empty_delimiter", ["-D", ""], 1, "No delimiter specified"),
+    ("napi_ids_zero", ["-N", "0"], 1, "Maximum number of NAPI IDs must be greater than 0"),
+    ("napi_ids_over_threads", ["-N", "8"], 64,
+     "Number of napi_ids(8) cannot be greater than number of threads(4)"),
+    ("chunk_max_not_dividing_page", ["-I", "900000", "-o", "slab_chunk_max=300000"], 64,
+     "slab_chunk_max (bytes: 300000) must divide evenly into 1048576 (slab_page_size)"),
+    ("unknown_protocol_words", ["-B", "foo"], 64,
+     "Invalid value for binding protocol: foo\n -- should be one of auto, binary, or ascii"),
+    ("illegal_suboption_with_value", ["-o", "bogus=1"], 1, 'Illegal suboption "bogus=1"'),
+    ("hashpower_33", ["-o", "hashpower=33"], 1,
+     'Initial hashtable multiplier of 33 is too high\n'
+     'Choose a value based on "STAT hash_power_level" from a running instance'),
+    ("hashpower_without_value", ["-o", "hashpower"], 1, "Missing numeric argument for hashpower"),
+    ("slab_automove_3", ["-o", "slab_automove=3"], 1, "slab_automove must be between 0 and 2"),
+    ("slab_automove_ratio_2", ["-o", "slab_automove_ratio=2"], 1,
+     "slab_automove_ratio must be > 0 and < 1"),
+    ("slab_automove_window_2", ["-o", "slab_automove_window=2"], 1,
+     "slab_automove_window must be > 2"),
+    ("tail_repair_time_5", ["-o", "tail_repair_time=5"], 1,
+     "Cannot set tail_repair_time to less than 10 seconds"),
+    ("hash_algorithm_foo", ["-o", "hash_algorithm=foo"], 1,
+     "Unknown hash_algorithm option (jenkins, murmur3, xxh3)"),
+    ("lru_crawler_sleep_2s", ["-o", "lru_crawler_sleep=2000000"], 1,
+     "LRU crawler sleep must be between 0 and 1 second"),
+    ("hot_max_factor_0", ["-o", "hot_max_factor=0"], 1, "hot_max_factor must be > 0"),
+    ("read_buf_mem_limit_without_value", ["-o", "read_buf_mem_limit"], 1,
+     "Missing read_buf_mem_limit argument"),
+    ("temporary_ttl_without_maintainer", ["-o", "temporary_ttl=10,no_lru_maintainer"], 64,
+     "temporary_ttl requires lru_maintainer to be enabled"),
+    ("hot_and_warm_over_80", ["-o", "hot_lru_pct=50,warm_lru_pct=40"], 64,
+     "hot_lru_pct + warm_lru_pct cannot be more than 80% combined"),
+    ("ssl_verify_mode_9", ["-o", "ssl_verify_mode=9"], 1,
+     "Invalid ssl_verify_mode. Use help to see valid options."),
+]
+
+
+def start_argv(binary, flags, user=True):
+    argv = [binary, "-U", "0", "-l", fixture.HOST, "-p", str(fixture.free_port())] + flags
+    if user and os.geteuid() == 0:
+        argv += ["-u", "root"]
+    return argv
+
+
+def refuses_with(binary, flags, code, words):
+    try:
+        p = subprocess.run(start_argv(binary, flags), stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running after 5s; expected a refusal")
+    err = p.stderr.decode("utf-8", "replace").rstrip("\n")
+    expect_eq("exit code", p.returncode, code)
+    if not err.endswith(words):
+        raise AssertionError("stderr ends %r, expected %r" % (err[-200:], words))
+
+
+# Flags memcached 1.6.18 accepts (its -h), with what `stats settings` says
+# then; memcached itself passes this table (tests/integration/run --server
+# memcached).
+ACCEPTED = [
+    ("process_and_net_flags", ["-k", "-r", "-L", "-X", "-W", "-D", "#", "-b", "0"],
+     [("dump_enabled", "no"), ("stat_key_prefix", "#"), ("detail_enabled", "yes"),
+      ("tcp_backlog", "0")]),
+    ("long_forms", ["--lock-memory", "--enable-coredumps", "--enable-largepages",
+                    "--disable-dumping", "--disable-watch", "--listen-backlog=64"],
+     [("dump_enabled", "no"), ("tcp_backlog", "64")]),
+    ("lru_and_slab_knobs",
+     ["-o", "slab_reassign,slab_automove=2,maxconns_fast,hash_algorithm=murmur3,no_hashexpand,"
+            "lru_crawler_sleep=50,lru_crawler_tocrawl=5,watcher_logbuf_size=128,"
+            "read_buf_mem_limit=16,tail_repair_time=20,hot_lru_pct=10,warm_lru_pct=30,"
+            "hot_max_factor=0.5,warm_max_factor=1.5,temporary_ttl=30,slab_automove_ratio=0.5,"
+            "slab_automove_window=10,inline_ascii_resp,modern,no_drop_privileges"],
+     [("slab_reassign", "yes"), ("slab_automove", "2"), ("maxconns_fast", "yes"),
+      ("lru_crawler_sleep", "50"), ("lru_crawler_tocrawl", "5"),
+      ("watcher_logbuf_size", "131072"), ("read_buf_mem_limit", "16777216"),
+      ("tail_repair_time", "20"), ("hot_lru_pct", "10"), ("warm_lru_pct", "30"),
+      ("hot_max_factor", "0.50"), ("warm_max_factor", "1.50"), ("temp_lru", "yes"),
+      ("temporary_ttl", "30"), ("slab_automove_ratio", "0.50"),
+      ("slab_automove_window", "10"), ("inline_ascii_response", "no")]),
+    ("extstore_and_tls_knobs",
+     ["-o", "ext_page_size=8,ext_wbuf_size=8,ext_threads=2,ext_item_size=1024,ext_item_age=10,"
+            "ext_low_ttl=5,ext_recache_rate=10,ext_max_frag=0.5,ext_drop_unread,"
+            "slab_automove_freeratio=0.02,ssl_verify_mode=1,ssl_ciphers=x,ssl_wbuf_size=8,"
+            "ssl_session_cache,ssl_min_version=3"],
+     [("ext_item_size", "1024"), ("ext_item_age", "10"), ("ext_low_ttl", "5"),
+      ("ext_recache_rate", "10"), ("ext_wbuf_size", "8388608"), ("ext_max_frag", "0.50"),
+      ("slab_automove_freeratio", "0.020"), ("ext_drop_unread", "yes"),
+      ("ssl_enabled", "no"), ("ssl_verify_mode", "1"), ("ssl_ciphers", "x"),
+      ("ssl_wbuf_size", "8192"), ("ssl_session_cache", "yes"), ("ssl_min_version", "tlsv1.3")]),
+    ("switching_back_off", ["-o", "no_slab_reassign,no_slab_automove,no_maxconns_fast"],
+     [("slab_reassign", "no"), ("slab_automove", "0"), ("maxconns_fast", "no")]),
+]
+
+
+def accepts_with_settings(binary, kind, flags, want):
+    with fixture.Server(binary, flags, name=kind) as srv:
+        st = dict(srv.stats(b"settings"))
+        for k, v in want:
+            expect_eq("stats settings %s" % k, st.get(k), v)
+
+
+def accepts_memory_file_and_napi_ids(binary, kind):
+    # memcached's `stats settings` crashes with -N set, so this asks only `version`.
+    d = tempfile.mkdtemp(prefix="fc-it-")
+    try:
+        with fixture.Server(binary, ["-m", "40", "-e", os.path.join(d, "mem"), "-N", "1"],
+                            name=kind) as srv, srv.connect() as c:
+            c.sendall(b"version\r\n")
+            if not recv_until(c, b"\r\n", 3).startswith(b"VERSION "):
+                raise AssertionError("no version reply")
+    finally:
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+
+def repeated_listen(binary, kind):
+    # the fixture's own "-l 127.0.0.1" is repeated: memcached binds it once
+    with fixture.Server(binary, ["-l", fixture.HOST], name=kind) as srv:
+        expect_eq("stats settings inter", dict(srv.stats(b"settings")).get("inter"), fixture.HOST)
+    # the same address twice in one list is bound twice, and the second fails
+    argv = start_argv(binary, ["-l", "%s,%s" % (fixture.HOST, fixture.HOST)])
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=5)
+    expect_eq("exit code of -l a,a", p.returncode, 71)
+
+
+def root_needs_user(binary, kind, skip):
+    if os.geteuid() != 0:
+        raise skip("not root")
+    p = subprocess.run(start_argv(binary, [], user=False), stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=5)
+    expect_eq("exit code as root without -u", p.returncode, 64)
+    expect_eq("stderr", p.stderr, b"can't run as root without the -u switch\n")
+
+
+# npm `memcached` (lib/memcached.js) reads the version as the last N.N.N of
+# the reply's second word: "1.6.18-fleetcache-0.1.0" read as 0.1.0.
+NPM_VERSION = re.compile(r"(\d+)(?:\.)(\d+)(?:\.)(\d+)$")
+
+
+def version_parsed_as_1_6_18(binary, kind):
+    with fixture.Server(binary, [], name=kind) as srv:
+        with srv.connect() as c:
+            c.sendall(b"version\r\n")
+            line = recv_until(c, b"\r\n", 3)
+        expect_eq("version reply", line, b"VERSION 1.6.18\r\n")
+        m = NPM_VERSION.search(line.decode().split(" ")[1].strip())
+        expect_eq("npm memcached's reading", m and m.group(0), "1.6.18")
+        p = subprocess.run(["memcstat", "--servers=%s:%d" % (fixture.HOST, srv.port),
+                            "--server-version"], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=10)
+        expect_eq("libmemcached's reading (memcstat --server-version)",
+                  (p.stdout + p.stderr).strip(),
+                  b"%s:%d 1.6.18" % (fixture.HOST.encode(), srv.port))
+        r = subprocess.run(["/usr/bin/python3", "-c",
+                            "import sys, pymemcache; "
+                            "c = pymemcache.Client(('%s', %d)); print(c.version().decode())"
+                            % (fixture.HOST, srv.port)],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        expect_eq("pymemcache's version()", r.stdout.strip(), b"1.6.18")
+        st = dict(srv.stats())
+        expect_eq("stats version", st.get("version"), "1.6.18")
+        if kind == "fleetcached" and not st.get("fleetcache_version"):
+            raise AssertionError("stats lacks fleetcache_version")
+        v = subprocess.run([binary, "-V"], capture_output=True, timeout=5).stdout.decode()
+        if kind == "fleetcached" and st["fleetcache_version"] not in v:
+            raise AssertionError("-V %r lacks %s" % (v, st["fleetcache_version"]))
+
+
+def refuses_missing_features(binary, kind, skip):
+    if kind != "fleetcached":
+        raise skip("memcached here is built with SASL and TLS")
+    for flags, words in [(["-S"], "This server is not built with SASL support."),
+                         (["-Z"], "This server is not built with TLS support."),
+                         (["-B", "binary"], "The binary protocol is not supported: use ascii or auto")]:
+        refuses_with(binary, flags, 64, words)
+    # accepted knobs that change nothing here say so, once each
+    p = subprocess.run(start_argv(binary, ["-o", "ext_page_size=8,ext_threads=2", "-h"]),
+                       capture_output=True, timeout=5)
+    expect_eq("notices", p.stderr.decode().count("extstore"), 1)
+
+
 def run_startup(rep, ctx):
     b = ctx["binary"]
     for name, flags in BAD_FLAGS:
         rep.case("startup/refuses_%s" % name, refuses, b, flags)
+    for name, flags, code, words in REFUSALS:
+        rep.case("startup/refuses_as_memcached_%s" % name, refuses_with, b, flags, code, words)
+    for name, flags, want in ACCEPTED:
+        rep.case("startup/accepts_%s" % name, accepts_with_settings, b, ctx["kind"], flags, want)
+    rep.case("startup/accepts_memory_file_and_napi_ids", accepts_memory_file_and_napi_ids, b,
+             ctx["kind"])
+    rep.case("startup/repeated_listen_binds_once", repeated_listen, b, ctx["kind"])
+    rep.case("startup/root_without_u_refused", root_needs_user, b, ctx["kind"], ctx["Skip"])
+    rep.case("startup/version_parsed_as_1_6_18_by_clients", version_parsed_as_1_6_18, b,
+             ctx["kind"])
+    rep.case("startup/refuses_features_it_lacks", refuses_missing_features, b, ctx["kind"],
+             ctx["Skip"])
     # the version string itself is the one thing allowed to differ
     rep.case("startup/version_flag", prints_and_exits, b, "-V", "")
     rep.case("startup/help_flag", prints_and_exits, b, "-h", "-p")
@@ -309,6 +509,106 @@ def signal_exit(binary, kind, sig):
         srv.stop()
 
 
+def sighup_ignored(binary, kind):
+    with fixture.Server(binary, [], name=kind) as srv:
+        srv.proc.send_signal(signal.SIGHUP)
+        # a round trip after kill() returned: a killed process could not answer
+        with srv.connect() as c:
+            c.sendall(b"version\r\n")
+            if not recv_until(c, b"\r\n", 3).startswith(b"VERSION "):
+                raise AssertionError("no version reply after SIGHUP")
+        if srv.proc.poll() is not None:
+            raise AssertionError("exited with %s after SIGHUP" % srv.proc.returncode)
+
+
+def sigusr1_graceful(binary, kind):
+    srv = fixture.Server(binary, [], name=kind).start()
+    try:
+        with srv.connect() as c:
+            c.sendall(b"set k 0 0 1\r\nx\r\n")
+            recv_until(c, b"\r\n", 3)
+            srv.proc.send_signal(signal.SIGUSR1)
+            try:
+                rc = srv.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("still running 5s after SIGUSR1")
+        expect_eq("exit code after SIGUSR1", rc, 0)
+        if "Gracefully stopping" not in srv.stderr():
+            raise AssertionError("stderr lacks 'Gracefully stopping': %r" % srv.stderr(300))
+    finally:
+        srv.stop()
+
+
+def read_pidfile(path, deadline):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with open(path) as f:
+                text = f.read()
+            if text.endswith("\n"):
+                return int(text)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    return None
+
+
+def pidfile_without_daemon(binary, kind):
+    d = tempfile.mkdtemp(prefix="fc-it-")
+    path = os.path.join(d, "pid")
+    try:
+        with fixture.Server(binary, ["-P", path], name=kind) as srv:
+            expect_eq("pid file of a foreground server", read_pidfile(path, 5), srv.proc.pid)
+            expect_eq("files beside it", sorted(os.listdir(d)), ["pid"])
+    finally:
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+
+def processes_with(needle):
+    """Pids whose command line holds needle (a path unique to one case)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    if needle.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def daemon_busy_port_no_pidfile(binary, kind):
+    d = tempfile.mkdtemp(prefix="fc-it-")
+    path = os.path.join(d, "pid")
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        busy.bind((fixture.HOST, 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        argv = [binary, "-d", "-P", path, "-U", "0", "-l", fixture.HOST, "-p", str(port)]
+        if os.geteuid() == 0:
+            argv += ["-u", "root"]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        expect_eq("exit code of the foreground half", p.returncode, 0)
+        end = time.monotonic() + 5
+        while processes_with(path) and time.monotonic() < end:
+            time.sleep(0.05)
+        left = processes_with(path)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        if left:
+            raise AssertionError("the daemon still runs on a busy port")
+        expect_eq("files left", os.listdir(d), [])
+    finally:
+        busy.close()
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+
 STATS_SUBS = [b"settings", b"items", b"slabs", b"sizes", b"conns"]
 
 
@@ -374,5 +674,9 @@ def run(rep, ctx):
     rep.case("behaviour/daemon_with_pidfile", daemon_mode, b, k)
     rep.case("behaviour/sigterm_exits_0", signal_exit, b, k, signal.SIGTERM)
     rep.case("behaviour/sigint_exits_0", signal_exit, b, k, signal.SIGINT)
+    rep.case("behaviour/sighup_is_ignored", sighup_ignored, b, k)
+    rep.case("behaviour/sigusr1_stops_gracefully", sigusr1_graceful, b, k)
+    rep.case("behaviour/pidfile_without_daemon", pidfile_without_daemon, b, k)
+    rep.case("behaviour/daemon_on_busy_port_leaves_no_pidfile", daemon_busy_port_no_pidfile, b, k)
     rep.case("behaviour/stats_subcommands_shape", stats_subcommands, b, k)
     rep.case("behaviour/stats_general_values", stats_general, b, k)
