@@ -4,7 +4,7 @@
 FC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FC_PACKAGES="build-essential autoconf automake pkg-config libev-dev libxxhash-dev
   libcriterion-dev libsodium-dev memcached libmemcached-tools python3-pymemcache
-  nftables iproute2"
+  nftables iproute2 debhelper dpkg-dev fakeroot lintian"
 
 fc_install_missing() {
     local missing="" p
