@@ -55,10 +55,14 @@ unrepairable(enum bus_flush_reason why, uint32_t node_id, bool quiet)
     cache_flush(0);
     bus_count(M_unrepairable_flushes, 1);
     bus_count(bus_flush_metric[why], 1);
+    /* Worth an operator's attention, once; a flapping link must not flood
+     * the log (stats bus counts every one). */
+    static struct log_limit flush_log = LOG_LIMIT_INIT;
     if (!quiet)
-        log_info("bus: flushed the cache: lost datagrams of node %" PRIu32
-                 " cannot be repaired (%s)",
-                 node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
+        log_limited(&flush_log, 10000, LOG_ERROR,
+                    "bus: flushed the cache: lost datagrams of node %" PRIu32
+                    " cannot be repaired (%s)",
+                    node_id, bus_metric_names[bus_flush_metric[why]] + strlen("flush_"));
 }
 
 /* Remembers a life no peer entry follows any more. */

@@ -304,8 +304,11 @@ bus_flush_due(bool force)
         bus_count(M_overflows, 1);
     }
     pthread_mutex_unlock(&bus.send_lock);
-    if (overflow)
-        log_error("bus: publishers outran the send queue; asked the peers to flush");
+    if (overflow) {
+        static struct log_limit overflow_log = LOG_LIMIT_INIT;
+        log_limited(&overflow_log, 10000, LOG_ERROR,
+                    "bus: publishers outran the send queue; asked the peers to flush");
+    }
     pthread_mutex_lock(&bus.pub_lock);
     for (size_t i = 0; i < n; i++)
         batch_put_locked(out[i]);

@@ -125,13 +125,28 @@ cmd_find(const struct proto_token *name)
     }
     return NULL;
 }
+static void cmd_dispatch_one(struct conn *c, struct proto_request *req);
+static void cmd_complete_nread_one(struct conn *c);
 
 void
 cmd_dispatch(struct conn *c, struct proto_request *req)
 {
+    if (log_verbosity() < LOG_DEBUG) {
+        cmd_dispatch_one(c, req);
+        return;
+    }
+    /* -vv, as memcached: the command, then each line of its reply. */
+    log_debug("<%d %.*s", c->fd, (int)req->line_len, req->line);
+    struct reply_mark m;
+    reply_mark(&c->out, &m);
+    cmd_dispatch_one(c, req);
+    reply_log_since(&c->out, &m, c->fd);
+}
+
+static void
+cmd_dispatch_one(struct conn *c, struct proto_request *req)
+{
     c->noreply = false;
-    if (log_verbosity() >= LOG_DEBUG)
-        log_debug("<%d %.*s", c->fd, (int)req->line_len, req->line);
     /* No command is shorter than two bytes (memcached). */
     if (req->ntokens < 2 || req->tokens[0].len < 2) {
         reply_line(&c->out, "ERROR");
@@ -274,6 +289,19 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 
 void
 cmd_complete_nread(struct conn *c)
+{
+    if (log_verbosity() < LOG_DEBUG) {
+        cmd_complete_nread_one(c);
+        return;
+    }
+    struct reply_mark m;
+    reply_mark(&c->out, &m);
+    cmd_complete_nread_one(c);
+    reply_log_since(&c->out, &m, c->fd); /* -vv: the storage command's reply */
+}
+
+static void
+cmd_complete_nread_one(struct conn *c)
 {
     struct item *it = c->nread_it;
     c->nread_it = NULL;

@@ -96,6 +96,8 @@ conn_create(struct worker *w, int fd, const char *listen_name)
     atomic_store(&c->last_cmd_time, clock_now());
     reply_buf_init(&c->out);
     conn_peer_name(c);
+    log_debug("<%d new %s client connection", fd,
+              w->shared->opts.protocol == NET_PROTOCOL_ASCII ? "ascii" : "auto-negotiating");
 
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
     c->io.data = c;
@@ -137,6 +139,7 @@ conn_destroy(struct conn *c)
     ev_timer_stop(w->loop, &c->idle);
     cache_release(&c->nread_it);
     reply_buf_deinit(&c->out);
+    log_debug("<%d connection closed.", c->fd);
     close(c->fd);
     free(c->rbuf);
     free(c);

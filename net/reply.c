@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "src/log.h"
+
 #ifndef IOV_MAX
 #define IOV_MAX 1024
 #endif
@@ -282,6 +284,30 @@ reply_rollback(struct reply_buf *rb, const struct reply_mark *m)
         rb->segs[m->nsegs - 1].len = m->last_len; /* undo a text merge */
     rb->text_len = m->text_len;
     rb->pending = m->pending;
+}
+
+void
+reply_log_since(const struct reply_buf *rb, const struct reply_mark *m, int fd)
+{
+    /* Every line a reply queues is in the text buffer, in order; values
+     * are segments pointing into items and are not in it. */
+    const char *p = rb->text + m->text_len;
+    const char *end = rb->text + rb->text_len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl != NULL ? nl : end;
+        size_t len = (size_t)(stop - p);
+        if (len > 0 && p[len - 1] == '\r')
+            len--;
+        if (len > 6 && memcmp(p, "VALUE ", 6) == 0) {
+            const char *key = p + 6;
+            const char *sp = memchr(key, ' ', len - 6);
+            log_debug(">%d sending key %.*s", fd, (int)(sp ? (size_t)(sp - key) : len - 6), key);
+        } else if (!(len >= 5 && memcmp(p, "STAT ", 5) == 0)) {
+            log_debug(">%d %.*s", fd, (int)len, p);
+        }
+        p = stop + 1;
+    }
 }
 
 static void

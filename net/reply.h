@@ -92,6 +92,11 @@ reply_mark(const struct reply_buf *rb, struct reply_mark *m);
 void
 reply_rollback(struct reply_buf *rb, const struct reply_mark *m);
 
+/* -vv: logs the reply lines queued since m as memcached does (">fd line";
+ * a value as ">fd sending key K", its bytes never; STAT lines not at all). */
+void
+reply_log_since(const struct reply_buf *rb, const struct reply_mark *m, int fd);
+
 /* Writes as much as the socket takes; adds what it wrote to *written. */
 enum reply_send_result
 reply_send(struct reply_buf *rb, int fd, uint64_t *written);

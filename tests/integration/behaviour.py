@@ -609,6 +609,43 @@ def daemon_busy_port_no_pidfile(binary, kind):
         os.rmdir(d)
 
 
+VV_SESSION = (b"set foo 0 0 5\r\nhello\r\nget foo\r\nget nope\r\ndelete foo\r\nincr x 1\r\n"
+              b"bogus\r\nversion\r\n")
+VV_LOG = ["<N new auto-negotiating client connection",
+          "<N set foo 0 0 5", ">N STORED",
+          "<N get foo", ">N sending key foo", ">N END",
+          "<N get nope", ">N END",
+          "<N delete foo", ">N DELETED",
+          "<N incr x 1", ">N NOT_FOUND",
+          "<N bogus", ">N ERROR",
+          "<N version", ">N VERSION 1.6.18",
+          "<N connection closed."]
+
+
+def vv_logs_commands_replies_connections(binary, kind):
+    with fixture.Server(binary, ["-vv"], name=kind) as srv:
+        with srv.connect() as c:
+            c.sendall(VV_SESSION)
+            recv_until(c, b"VERSION 1.6.18\r\n", 3)
+        end = time.monotonic() + 5
+        while True:
+            # the fixture's readiness probe is a connection of its own, logged
+            # by another worker: keep the lines of the session's descriptor
+            # from its "new" line on (a reused number was closed before)
+            lines = srv.stderr(20000).splitlines()
+            news = [i for i, ln in enumerate(lines)
+                    if re.match(r"^<\d+ new auto-negotiating client connection$", ln)]
+            got = []
+            if news:
+                fd = lines[news[-1]].split(" ")[0][1:]
+                got = [re.sub(r"^([<>])\d+ ", r"\1N ", ln) for ln in lines[news[-1]:]
+                       if re.match(r"^[<>]%s " % fd, ln)]
+            if got == VV_LOG or time.monotonic() > end:
+                break
+            time.sleep(0.05)
+        expect_eq("-vv log of the session", got, VV_LOG)
+
+
 STATS_SUBS = [b"settings", b"items", b"slabs", b"sizes", b"conns"]
 
 
@@ -674,6 +711,8 @@ def run(rep, ctx):
     rep.case("behaviour/daemon_with_pidfile", daemon_mode, b, k)
     rep.case("behaviour/sigterm_exits_0", signal_exit, b, k, signal.SIGTERM)
     rep.case("behaviour/sigint_exits_0", signal_exit, b, k, signal.SIGINT)
+    rep.case("behaviour/vv_logs_commands_replies_and_connections",
+             vv_logs_commands_replies_connections, b, k)
     rep.case("behaviour/sighup_is_ignored", sighup_ignored, b, k)
     rep.case("behaviour/sigusr1_stops_gracefully", sigusr1_graceful, b, k)
     rep.case("behaviour/pidfile_without_daemon", pidfile_without_daemon, b, k)
