@@ -334,7 +334,9 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
         break;
     case CACHE_ADD:
         if (old != NULL) {
-            note_read(old); /* memcached refreshes an item that an add ran into */
+            /* memcached refreshes an item that an add ran into (its access
+             * time), without counting a read: meta's h still says 0. */
+            old->atime = clock_now();
             r = CACHE_NOT_STORED;
         } else {
             item_link(it, hv);
@@ -392,6 +394,12 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
     ht_unlock(hv);
     cache_release(&joined);
     return r;
+}
+
+void
+cache_count_set(const struct item *it)
+{
+    STAT_INC(it->clsid, cmd_set);
 }
 
 enum cache_result

@@ -216,6 +216,11 @@ cache_alloc(struct item **out, const char *key, size_t nkey, uint32_t flags,
 enum cache_result
 cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *cas_out);
 
+/* Counts a store that never reached cache_store because its data block was
+ * malformed, as memcached counts it (cmd_set). */
+void
+cache_count_set(const struct item *it);
+
 /* CACHE_OK if a live item was removed, CACHE_MISS otherwise. */
 enum cache_result
 cache_delete(const char *key, size_t nkey);
@@ -322,7 +327,7 @@ struct cache_mget {
                              * a step sets it) */
     bool no_bump;           /* not a read: no LRU bump, fetched, last access */
     bool discard;           /* the caller will answer an error: run the steps,
-                             * hand out no win, count nothing */
+                             * hand out no win, count no hit (a miss counts) */
     unsigned nsteps;
     struct cache_mstep steps[CACHE_MSTEPS_MAX];
     /* out */

@@ -172,8 +172,7 @@ cache_meta_get(const char *key, size_t nkey, struct cache_mget *g)
     }
     if (it == NULL) {
         ht_unlock(hv);
-        if (!g->discard)
-            STAT_INC(STAT_NOCLASS, get_misses);
+        STAT_INC(STAT_NOCLASS, get_misses); /* memcached counts it, error or not */
         return NULL;
     }
     /* h and l answer for the time before this read. */
