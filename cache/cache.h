@@ -385,6 +385,12 @@ struct cache_mdelete {
 enum cache_result
 cache_meta_delete(const char *key, size_t nkey, const struct cache_mdelete *d);
 
+/* A peer marked key stale (its client's md I): marks the local copy stale
+ * as cache_meta_delete does (new CAS, win cleared, the expiry set when
+ * has_exptime). CACHE_OK, or CACHE_MISS with no live copy. Not counted. */
+enum cache_result
+cache_mark_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptime);
+
 /* Drops one reference and sets *it to NULL. NULL-safe. */
 void
 cache_release(struct item **it);

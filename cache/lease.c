@@ -340,6 +340,23 @@ cache_meta_delete(const char *key, size_t nkey, const struct cache_mdelete *d)
     return r;
 }
 
+enum cache_result
+cache_mark_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptime)
+{
+    if (nkey == 0 || nkey > CACHE_KEY_MAX)
+        return CACHE_MISS;
+    uint64_t hv = item_hash_key(key, nkey);
+    ht_lock(hv);
+    struct item *it = find_live(key, nkey, hv);
+    if (it != NULL) {
+        if (has_exptime)
+            it->exptime = item_exptime_for(exptime);
+        mark_stale_locked(it);
+    }
+    ht_unlock(hv);
+    return it != NULL ? CACHE_OK : CACHE_MISS;
+}
+
 /* --- stale stores and voided leases ----------------------------------------- */
 
 void

@@ -373,7 +373,14 @@ cmd_md(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     const char *code = r == CACHE_OK ? "HD" : r == CACHE_MISS ? "NF" : "EX";
     if (!(r == CACHE_OK && meta_has(&m, 'q')))
         meta_reply_code(c, code, req, &m);
-    cmd_publish(c, row, r, m.key, m.nkey, false, 0);
+    net_stale_fn stale = c->w->shared->opts.on_stale;
+    if (d.stale && stale != NULL && c->w->shared->opts.on_invalidate != NULL) {
+        /* serve-stale on every node, not just here; published as a delete is */
+        if (r == CACHE_OK || r == CACHE_MISS)
+            stale(m.key, m.nkey, d.has_exptime, d.exptime);
+    } else {
+        cmd_publish(c, row, r, m.key, m.nkey, false, 0);
+    }
 }
 
 /* --- ma ------------------------------------------------------------------ */
