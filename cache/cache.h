@@ -283,13 +283,14 @@ item_key_binary(const struct item *it);
 /* Marks an unlinked item from cache_alloc, before cache_store. */
 void
 item_set_key_binary(struct item *it);
-/* Whether it was read since it was stored. */
+/* Whether it was read since it was stored, seconds since it was last read
+ * (or stored), seconds left to live (-1: never). They read without the
+ * item's lock, so a concurrent read or touch of it may or may not show; see
+ * cache_peek's info for a consistent reading. */
 bool
 item_fetched(const struct item *it);
-/* Seconds since it was last read (or stored). */
 uint32_t
 item_idle(const struct item *it);
-/* Seconds left to live, -1 for never. */
 int64_t
 item_ttl(const struct item *it);
 /* Its slab class (memcached's numbering, from 1) and its size in memory. */
@@ -298,9 +299,17 @@ item_class_id(const struct item *it);
 size_t
 item_total_size(const struct item *it);
 
-/* Looks key up without counting a read (no LRU bump, no statistics). */
+/* What can change under a reference, read under the item's lock. */
+struct cache_item_info {
+    int64_t ttl;            /* item_ttl */
+    uint32_t idle;          /* item_idle */
+    bool fetched;           /* item_fetched */
+};
+
+/* Looks key up without counting a read (no LRU bump, no statistics); fills
+ * info (if not NULL) under the item's lock. */
 struct item *
-cache_peek(const char *key, size_t nkey);
+cache_peek(const char *key, size_t nkey, struct cache_item_info *info);
 
 /* Steps run in order on the item, under its lock, so that a TTL read before
  * a TTL change sees the old one (the meta protocol's flags act in order). */
@@ -339,6 +348,8 @@ struct cache_mget {
     uint32_t idle;          /* seconds since the last read before this call */
     bool touched;           /* a CACHE_MSTEP_TTL ran (counted as a touch) */
     bool overflow;          /* too many references: refused, not a miss */
+    uint64_t cas;           /* the item's CAS as this call left it (a stale
+                             * mark may change it right after) */
 };
 
 /* The meta get: looks key up (creating an empty item on a miss when

@@ -77,7 +77,7 @@ item_total_size(const struct item *it)
 }
 
 struct item *
-cache_peek(const char *key, size_t nkey)
+cache_peek(const char *key, size_t nkey, struct cache_item_info *info)
 {
     if (nkey == 0 || nkey > CACHE_KEY_MAX)
         return NULL;
@@ -86,8 +86,12 @@ cache_peek(const char *key, size_t nkey)
     struct item *it = find_live(key, nkey, hv);
     if (it != NULL && atomic_load(&it->refcount) >= REFCOUNT_CEILING)
         it = NULL;
-    if (it != NULL)
+    if (it != NULL) {
         atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's: cache_release */
+        if (info != NULL)
+            *info = (struct cache_item_info){
+                .ttl = item_ttl(it), .idle = item_idle(it), .fetched = item_fetched(it) };
+    }
     ht_unlock(hv);
     return it;
 }
@@ -192,6 +196,7 @@ cache_meta_get(const char *key, size_t nkey, struct cache_mget *g)
     }
     if (!g->no_bump)
         note_read(it);
+    g->cas = item_cas(it);
     ht_unlock(hv);
     if (!g->discard) {
         if (g->touched)

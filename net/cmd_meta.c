@@ -155,7 +155,7 @@ cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row)
             break;
         case 'c':
             memcpy(p, " c", 2);
-            p = meta_put_u64(p + 2, item_cas(it));
+            p = meta_put_u64(p + 2, g.cas);
             break;
         case 'f':
             memcpy(p, " f", 2);
@@ -486,7 +486,8 @@ cmd_me(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         return;
     }
     NET_STAT_ADD(c->w, cmd_meta, 1);
-    struct item *it = cache_peek(m.key, m.nkey);
+    struct cache_item_info info;
+    struct item *it = cache_peek(m.key, m.nkey, &info); /* released below */
     if (it == NULL) {
         reply_add(&c->out, "EN\r\n", 4);
         return;
@@ -503,11 +504,10 @@ cmd_me(struct conn *c, struct proto_request *req, const struct cmd_row *row)
             p += item_nkey(it);
         }
         /* memcached prints exp as now - expiry: minus the TTL left. */
-        int64_t ttl = item_ttl(it);
         int n = snprintf(p, META_LINE_MAX - (size_t)(p - line),
                          " exp=%lld la=%u cas=%llu fetch=%s cls=%u size=%zu\r\n",
-                         (long long)(ttl < 0 ? -1 : -ttl), item_idle(it),
-                         (unsigned long long)item_cas(it), item_fetched(it) ? "yes" : "no",
+                         (long long)(info.ttl < 0 ? -1 : -info.ttl), info.idle,
+                         (unsigned long long)item_cas(it), info.fetched ? "yes" : "no",
                          item_class_id(it), item_total_size(it));
         reply_commit(&c->out, (size_t)(p - line) + (size_t)n);
     }

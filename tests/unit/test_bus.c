@@ -450,7 +450,7 @@ send_stale(uint64_t seq, uint8_t version, const char *key, bool has_exptime, int
 static bool
 is_stale(const char *key)
 {
-    struct item *it = cache_peek(key, strlen(key));
+    struct item *it = cache_peek(key, strlen(key), NULL);
     bool yes = it != NULL && item_stale(it);
     cache_release(&it);
     return yes;
@@ -463,7 +463,7 @@ Test(bus, a_peer_stale_mark_keeps_the_copy_and_marks_it)
     cr_assert(wait_stat("keys_staled", 1, 2000));
     cr_assert(has("k"), "a stale mark keeps the value");
     cr_assert(is_stale("k"));
-    struct item *it = cache_peek("k", 1);
+    struct item *it = cache_peek("k", 1, NULL);
     cr_assert_eq(item_ttl(it), 30);
     cache_release(&it);
     send_stale(2, 2, "absent", false, 0);

@@ -14,7 +14,7 @@ mget(const char *key, struct cache_mget *g)
 static uint64_t
 cas_of(const char *key)
 {
-    struct item *it = cache_peek(key, strlen(key));
+    struct item *it = cache_peek(key, strlen(key), NULL);
     cr_assert_not_null(it, "%s should be present", key);
     uint64_t cas = item_cas(it);
     cache_release(&it);
@@ -307,13 +307,17 @@ Test(lease, meta_arith_creates_checks_the_cas_and_runs_its_steps)
 Test(lease, peek_counts_no_read)
 {
     fx_set("k", "v");
-    struct item *it = cache_peek("k", 1);
+    struct cache_item_info info;
+    struct item *it = cache_peek("k", 1, &info);
     cr_assert_not_null(it);
     cr_expect_not(item_fetched(it));
+    cr_expect_not(info.fetched);
+    cr_expect_eq(info.ttl, -1);
+    cr_expect_eq(info.idle, 0);
     cr_expect_eq(item_class_id(it), 1);
     cr_expect_eq(item_total_size(it), 56 + 1 + 3);
     cache_release(&it);
-    cr_expect_null(cache_peek("absent", 6));
+    cr_expect_null(cache_peek("absent", 6, NULL));
 }
 
 Test(lease, binary_keys_are_marked_on_the_item)
@@ -324,7 +328,7 @@ Test(lease, binary_keys_are_marked_on_the_item)
     item_set_key_binary(it);
     cr_assert_eq(cache_store(it, CACHE_SET, 0, NULL), CACHE_OK);
     cache_release(&it);
-    it = cache_peek("\x01\x02", 2);
+    it = cache_peek("\x01\x02", 2, NULL);
     cr_assert_not_null(it);
     cr_expect(item_key_binary(it));
     cache_release(&it);
