@@ -430,12 +430,14 @@ cache_drop(const char *key, size_t nkey, bool has_hash, uint64_t value_hash)
     ht_lock(hv);
     struct item *it = find_live(key, nkey, hv);
     if (it != NULL) {
-        if (has_hash && item_value_hash(it) == value_hash) {
+        /* A lease out must not end in a miss its late fill could land in,
+         * nor survive because a placeholder's empty value happens to equal
+         * the peer's: see lease_void_locked. */
+        bool leased = item_has(it, ITEM_WIN_SENT);
+        if (has_hash && !leased && item_value_hash(it) == value_hash) {
             r = CACHE_EXISTS;
         } else {
-            /* A lease out must not end in a miss its late fill could land
-             * in: see lease_void_locked. */
-            if (!item_has(it, ITEM_WIN_SENT) || !lease_void_locked(it, hv))
+            if (!leased || !lease_void_locked(it, hv))
                 item_unlink(it, hv);
             r = CACHE_OK;
         }

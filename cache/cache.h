@@ -257,11 +257,12 @@ item_value_hash(const struct item *it);
  * value_hash (pass has_hash false to drop unconditionally). Returns CACHE_OK
  * if a copy was dropped, CACHE_EXISTS if the same value was kept, CACHE_MISS
  * if there was no live copy. Not counted as a client delete.
- * A copy with a lease out (a win was handed out, see cache_meta_get) is not
- * simply dropped: an empty stale placeholder with a fresh CAS takes its
- * place, keeping its expiry, so the lease holder's late fill (a store gated
- * on the CAS it was given) is refused as EXISTS and can never land after
- * the peer's write, and the next reader wins a new lease. */
+ * A copy with a lease out (a win was handed out, see cache_meta_get) is
+ * neither kept for an equal hash nor simply dropped: an empty stale
+ * placeholder with a fresh CAS takes its place, keeping its expiry, so the
+ * lease holder's late fill (a store gated on the CAS it was given) is
+ * refused as EXISTS and can never land after the peer's write, and the next
+ * reader wins a new lease. */
 enum cache_result
 cache_drop(const char *key, size_t nkey, bool has_hash, uint64_t value_hash);
 

@@ -252,6 +252,19 @@ Test(lease, a_peers_invalidation_of_a_leased_key_leaves_a_stale_placeholder)
     fx_verify();
 }
 
+Test(lease, a_lease_is_voided_even_when_the_peers_value_hash_matches)
+{
+    /* The peer stored an empty value: its hash equals the placeholder's. */
+    struct cache_mget g = { .vivify = true, .nsteps = 1,
+                            .steps = { { .op = CACHE_MSTEP_TTL_IF_NEW, .arg = 30 } } };
+    struct item *it = mget("k", &g);
+    uint64_t lease = item_cas(it);
+    cache_release(&it);
+    cr_assert(g.won);
+    cr_expect_eq(cache_drop("k", 1, true, cache_value_hash("", 0, 0)), CACHE_OK);
+    cr_expect_eq(fill("k", "old", CACHE_CAS, lease), CACHE_EXISTS);
+}
+
 Test(lease, a_won_recache_of_a_real_value_is_voided_too)
 {
     fx_set_ttl("k", "old", 10);
