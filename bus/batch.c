@@ -69,17 +69,34 @@ bus_batch_add_invalidate(struct bus_batch *b, const char *key, size_t nkey, bool
     return BUS_BATCH_ADDED;
 }
 
+/* Keys after this point must not merge into records before it. */
+static void
+batch_fence(struct bus_batch *b)
+{
+    if (++b->gen == 0) {
+        for (unsigned i = 0; i < BUS_BATCH_SLOTS; i++)
+            b->slot[i].gen = 0;
+        b->gen = 1;
+    }
+}
+
+enum bus_batch_result
+bus_batch_add_stale(struct bus_batch *b, const char *key, size_t nkey, bool has_exptime,
+                    int64_t exptime)
+{
+    if (!wire_put_stale(b->payload, sizeof(b->payload), &b->len, key, nkey, has_exptime, exptime))
+        return BUS_BATCH_FULL;
+    b->nkeys++;
+    batch_fence(b);
+    return BUS_BATCH_ADDED;
+}
+
 enum bus_batch_result
 bus_batch_add_flush(struct bus_batch *b, int64_t delay)
 {
     if (!wire_put_flush(b->payload, sizeof(b->payload), &b->len, delay))
         return BUS_BATCH_FULL;
     b->nflush++;
-    /* Keys after a flush must not merge into records before it. */
-    if (++b->gen == 0) {
-        for (unsigned i = 0; i < BUS_BATCH_SLOTS; i++)
-            b->slot[i].gen = 0;
-        b->gen = 1;
-    }
+    batch_fence(b);
     return BUS_BATCH_ADDED;
 }

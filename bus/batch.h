@@ -47,6 +47,12 @@ enum bus_batch_result
 bus_batch_add_invalidate(struct bus_batch *b, const char *key, size_t nkey, bool has_hash,
                          uint64_t hash);
 
+/* A stale mark (version 2): never merged, and no later key merges into a
+ * record before it, so a receiver applies drops and marks in their order. */
+enum bus_batch_result
+bus_batch_add_stale(struct bus_batch *b, const char *key, size_t nkey, bool has_exptime,
+                    int64_t exptime);
+
 /* flush_all: never merged (order against later keys matters for a delay). */
 enum bus_batch_result
 bus_batch_add_flush(struct bus_batch *b, int64_t delay);

@@ -103,6 +103,13 @@ bus_teardown(void);
 void
 bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t value_hash);
 
+/* A client marked key stale on this node (meta `md key I`, with T: its new
+ * expiry as sent): peers mark their copies stale too, with the same expiry,
+ * instead of dropping them. Goes out in a version-2 datagram (bus/wire.h:
+ * a node too old to read it flushes). Thread-safe, as bus_publish_invalidate. */
+void
+bus_publish_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptime);
+
 /* A client ran flush_all [delay] on this node. */
 void
 bus_publish_flush(int64_t delay);

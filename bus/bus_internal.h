@@ -45,6 +45,7 @@
     X(keys_dropped)         /* ... that dropped a local copy */                 \
     X(keys_kept)            /* ... whose value hash matched our copy */         \
     X(keys_missed)          /* ... with no local copy */                        \
+    X(keys_staled)          /* ... that marked a local copy stale (md I) */     \
     X(flushes_received)                                                         \
     X(announces)            /* deletes announced after a racing copy differed */\
     X(heartbeats_sent)                                                          \

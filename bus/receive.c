@@ -271,6 +271,15 @@ apply_data(const uint8_t *payload, size_t plen)
             continue;
         }
         bus_count(M_keys_received, 1);
+        if (r.op == WIRE_OP_STALE) {
+            /* md I on a peer: serve-stale here too. A mark is weaker than a
+             * drop, so nothing to announce; a lease out here is voided. */
+            if (cache_mark_stale(r.key, r.nkey, r.has_exptime, r.exptime) == CACHE_OK)
+                bus_count(M_keys_staled, 1);
+            else
+                bus_count(M_keys_missed, 1);
+            continue;
+        }
         switch (cache_drop(r.key, r.nkey, r.has_hash, r.hash)) {
         case CACHE_OK:
             bus_count(M_keys_dropped, 1);
@@ -343,6 +352,9 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     switch (h.type) {
     case WIRE_DATA:
         wr = wire_check_data(payload, h.plen, &nrec);
+        /* A record newer than the datagram's version is malformed. */
+        if (wr == WIRE_OK && wire_data_version(payload, h.plen) > h.version)
+            wr = WIRE_BAD_VERSION;
         break;
     case WIRE_HEARTBEAT:
         wr = wire_get_heartbeat(payload, h.plen, &c.hb);

@@ -111,6 +111,25 @@ bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t val
 }
 
 void
+bus_publish_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptime)
+{
+    if (nkey == 0 || nkey > WIRE_KEY_MAX)
+        return;
+    pthread_mutex_lock(&bus.pub_lock);
+    if (bus.running) {
+        bus_count(M_keys_published, 1);
+        note_first_locked();
+        if (bus_batch_add_stale(bus.cur, key, nkey, has_exptime, exptime) == BUS_BATCH_FULL) {
+            rotate_locked();
+            note_first_locked();
+            (void)bus_batch_add_stale(bus.cur, key, nkey, has_exptime, exptime);
+        }
+        atomic_store_explicit(&bus.pending, true, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&bus.pub_lock);
+}
+
+void
 bus_publish_flush(int64_t delay)
 {
     pthread_mutex_lock(&bus.pub_lock);
@@ -177,6 +196,7 @@ static void
 send_payload_data(const uint8_t *payload, size_t plen, unsigned nkeys)
 {
     struct wire_header h = {
+        .version = wire_data_version(payload, plen), /* 1 unless it holds a stale mark */
         .type = WIRE_DATA,
         .node_id = bus.node_id,
         .epoch = bus.epoch,

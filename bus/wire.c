@@ -62,7 +62,7 @@ void
 wire_header_encode(const struct wire_header *h, uint8_t out[WIRE_HEADER_SIZE])
 {
     put32(out, WIRE_MAGIC);
-    out[4] = WIRE_VERSION;
+    out[4] = h->version ? h->version : WIRE_VERSION_MIN;
     out[5] = h->type;
     out[6] = h->flags;
     out[7] = 0;
@@ -80,12 +80,13 @@ wire_header_decode(const uint8_t *buf, size_t len, struct wire_header *h)
         return WIRE_SHORT;
     if (get32(buf) != WIRE_MAGIC)
         return WIRE_BAD_MAGIC;
-    if (buf[4] != WIRE_VERSION)
+    if (buf[4] < WIRE_VERSION_MIN || buf[4] > WIRE_VERSION)
         return WIRE_BAD_VERSION;
     if (buf[5] < WIRE_DATA || buf[5] > WIRE_GONE)
         return WIRE_BAD_TYPE;
     if ((buf[6] & ~WIRE_FLAG_SEALED) != 0 || buf[7] != 0 || get16(buf + 14) != 0)
         return WIRE_BAD_FLAGS;
+    h->version = buf[4];
     h->type = buf[5];
     h->flags = buf[6];
     h->node_id = get32(buf + 8);
@@ -140,6 +141,22 @@ wire_put_flush(uint8_t *buf, size_t cap, size_t *len, int64_t delay)
     return true;
 }
 
+bool
+wire_put_stale(uint8_t *buf, size_t cap, size_t *len, const char *key, size_t nkey,
+               bool has_exptime, int64_t exptime)
+{
+    if (nkey == 0 || nkey > WIRE_KEY_MAX || *len > cap || cap - *len < WIRE_STALE_FIXED + nkey)
+        return false;
+    uint8_t *p = buf + *len;
+    p[0] = WIRE_OP_STALE;
+    p[1] = has_exptime ? WIRE_REC_HAS_EXPTIME : 0;
+    p[2] = (uint8_t)nkey;
+    put64(p + 3, has_exptime ? (uint64_t)exptime : 0);
+    memcpy(p + WIRE_STALE_FIXED, key, nkey);
+    *len += WIRE_STALE_FIXED + nkey;
+    return true;
+}
+
 enum wire_result
 wire_next_record(const uint8_t *p, size_t len, size_t *off, struct wire_record *r)
 {
@@ -169,6 +186,19 @@ wire_next_record(const uint8_t *p, size_t len, size_t *off, struct wire_record *
         r->delay = (int64_t)get64(p + o + 1);
         *off = o + WIRE_FLUSH_SIZE;
         return WIRE_OK;
+    case WIRE_OP_STALE:
+        if (left < WIRE_STALE_FIXED)
+            return WIRE_BAD_RECORD;
+        if ((p[o + 1] & ~WIRE_REC_HAS_EXPTIME) != 0)
+            return WIRE_BAD_RECORD;
+        r->has_exptime = (p[o + 1] & WIRE_REC_HAS_EXPTIME) != 0;
+        r->nkey = p[o + 2];
+        r->exptime = (int64_t)get64(p + o + 3);
+        if (r->nkey == 0 || r->nkey > WIRE_KEY_MAX || left - WIRE_STALE_FIXED < r->nkey)
+            return WIRE_BAD_RECORD;
+        r->key = (const char *)(p + o + WIRE_STALE_FIXED);
+        *off = o + WIRE_STALE_FIXED + r->nkey;
+        return WIRE_OK;
     default:
         return WIRE_BAD_RECORD;
     }
@@ -190,6 +220,17 @@ wire_check_data(const uint8_t *p, size_t len, unsigned *nrec)
     }
     *nrec = n;
     return WIRE_OK;
+}
+
+uint8_t
+wire_data_version(const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+    struct wire_record r;
+    while (off < len && wire_next_record(p, len, &off, &r) == WIRE_OK)
+        if (r.op == WIRE_OP_STALE)
+            return 2;
+    return WIRE_VERSION_MIN;
 }
 
 size_t

@@ -8,7 +8,7 @@
  *    0         4       5       6       7       8           12      14     16
  *   +---------+-------+-------+-------+-------+-----------+-------+------+
  *   | magic   |version| type  | flags |   0   | node id   | plen  |  0   |
- *   | "FCB1"  |  = 1  |       |       |       | u32, != 0 | u16   |      |
+ *   | "FCB1"  | 1 / 2 |       |       |       | u32, != 0 | u16   |      |
  *   +---------+-------+-------+-------+-------+-----------+-------+------+
  *   16  boot epoch (u64, sender's start time in microseconds)           24
  *   24  seq (u64): DATA: data sequence number, 1, 2, 3 ... per epoch     32
@@ -25,6 +25,18 @@
  * DATA payload: records back to back, applied in order.
  *   INVALIDATE  | op=1 | flags (bit0: has hash) | nkey 1..250 | hash u64 | key |
  *   FLUSH       | op=2 | delay i64 (flush_all's argument) |
+ *   STALE       | op=3 | flags (bit0: has exptime) | nkey 1..250 | exptime i64 | key |
+ *               (version 2: meta `md key I [T<exptime>]`, mark the copy stale)
+ *
+ * Versions, for a fleet in a rolling upgrade: a datagram carries the lowest
+ * version that has every record in it, so 1 unless it holds a STALE record.
+ * A receiver takes every version from WIRE_VERSION_MIN to WIRE_VERSION and
+ * refuses a record newer than its datagram's version. A node that speaks only
+ * version 1 refuses a version-2 datagram whole, as it refuses any bytes it
+ * cannot read: the hole it leaves in that sender's sequence cannot be
+ * repaired (the repair is the same datagram), so that node flushes after the
+ * repair deadline. Old nodes thus never serve a copy a new node marked stale;
+ * they pay a miss instead. A new kind of record takes a new version. 
  * HEARTBEAT: | last data seq u64 | flags u8 (bit0: leaving) |
  * NACK:      | target node u32 | target epoch u64 | n u8 1..16 | n x (first u64, count u32) |
  * GONE:      | target node u32 | asked epoch u64 | oldest seq still held u64 (0: none) |
@@ -37,7 +49,8 @@
 #include <stdint.h>
 
 #define WIRE_MAGIC 0x46434231u /* "FCB1" */
-#define WIRE_VERSION 1
+#define WIRE_VERSION_MIN 1      /* INVALIDATE, FLUSH and the control types */
+#define WIRE_VERSION 2          /* + STALE: the newest this node speaks */
 #define WIRE_HEADER_SIZE 32
 #define WIRE_TAG_SIZE 16
 #define WIRE_NONCE_SIZE 24
@@ -47,6 +60,7 @@
 #define WIRE_PAYLOAD_MAX (WIRE_DATAGRAM_MAX - WIRE_HEADER_SIZE - WIRE_TAG_SIZE)
 #define WIRE_KEY_MAX 250
 #define WIRE_INVALIDATE_FIXED 11 /* op, flags, nkey, hash */
+#define WIRE_STALE_FIXED 11     /* op, flags, nkey, exptime */
 #define WIRE_FLUSH_SIZE 9
 #define WIRE_HEARTBEAT_SIZE 9
 #define WIRE_NACK_RANGES_MAX 16
@@ -62,10 +76,12 @@ enum wire_type {
 #define WIRE_FLAG_SEALED 0x01
 #define WIRE_HB_LEAVING 0x01
 #define WIRE_REC_HAS_HASH 0x01
+#define WIRE_REC_HAS_EXPTIME 0x01
 
 enum wire_op {
     WIRE_OP_INVALIDATE = 1,
     WIRE_OP_FLUSH = 2,
+    WIRE_OP_STALE = 3,      /* version 2 */
 };
 
 #define WIRE_RESULTS(X)     \
@@ -92,6 +108,7 @@ const char *
 wire_result_name(enum wire_result r);
 
 struct wire_header {
+    uint8_t version;    /* decoded; encoding writes it, 0 meaning WIRE_VERSION_MIN */
     uint8_t type;
     uint8_t flags;
     uint16_t plen;      /* plaintext payload length */
@@ -122,6 +139,8 @@ struct wire_record {
     const char *key;    /* view into the payload */
     uint64_t hash;
     int64_t delay;      /* WIRE_OP_FLUSH */
+    bool has_exptime;   /* WIRE_OP_STALE */
+    int64_t exptime;
 };
 
 /* Appends an INVALIDATE record at buf+*len (capacity cap). Returns false,
@@ -133,6 +152,11 @@ wire_put_invalidate(uint8_t *buf, size_t cap, size_t *len, const char *key, size
 bool
 wire_put_flush(uint8_t *buf, size_t cap, size_t *len, int64_t delay);
 
+/* Appends a STALE record (version 2); as wire_put_invalidate. */
+bool
+wire_put_stale(uint8_t *buf, size_t cap, size_t *len, const char *key, size_t nkey,
+               bool has_exptime, int64_t exptime);
+
 /* Reads the record at *off and advances *off. WIRE_OK, or WIRE_BAD_RECORD
  * for anything malformed (unknown op, nkey 0 or > 250, truncation). */
 enum wire_result
@@ -142,6 +166,11 @@ wire_next_record(const uint8_t *p, size_t len, size_t *off, struct wire_record *
  * receiver applies all of a datagram or none of it. Counts records in *nrec. */
 enum wire_result
 wire_check_data(const uint8_t *p, size_t len, unsigned *nrec);
+
+/* The lowest header version that may carry a well-formed DATA payload:
+ * what a sender writes, and at most what a receiver's datagram says. */
+uint8_t
+wire_data_version(const uint8_t *p, size_t len);
 
 /* --- control payloads ---------------------------------------------------- */
 

@@ -79,6 +79,7 @@ item_link(struct item *it, uint64_t hv)
 {
     struct slab_class *cls = &cache.classes[it->clsid];
     item_new_cas(it);
+    it->atime = clock_now();
     atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the table's; dropped in item_unlink */
     pthread_mutex_lock(&cls->lock);
     item_set_bits(it, ITEM_LINKED);
@@ -144,11 +145,6 @@ cache_release(struct item **itp)
 
 /* --- allocation ----------------------------------------------------------- */
 
-/* A reference count this close to the 16-bit limit means a pathological
- * number of pending replies hold the item; the lookup then reports a miss
- * rather than wrap the count. */
-#define REFCOUNT_CEILING (UINT16_MAX - 64)
-
 /* Rounds of "take, else evict here, else take a page from elsewhere": a
  * round fails only if another thread took the room made for this one. */
 #define ALLOC_ROUNDS 4
@@ -182,7 +178,7 @@ alloc_chunk(unsigned id, size_t total, const struct alloc_hold *hold)
 
 /* hold: what the caller holds while it allocates (see struct alloc_hold);
  * NULL from a caller holding no stripe lock. */
-static enum cache_result
+enum cache_result
 alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
            uint32_t rel_exptime, uint64_t nbytes, const struct alloc_hold *hold)
 {
@@ -219,9 +215,7 @@ cache_alloc(struct item **out, const char *key, size_t nkey, uint32_t flags,
 
 /* --- lookups ---------------------------------------------------------------- */
 
-/* The live item for key with its stripe held, or NULL (a dead one found on
- * the way is unlinked and counted). */
-static struct item *
+struct item *
 find_live(const char *key, size_t nkey, uint64_t hv)
 {
     struct item *it = ht_find(key, nkey, hv);
@@ -239,9 +233,12 @@ find_live(const char *key, size_t nkey, uint64_t hv)
 }
 
 /* Marks a read: first FETCHED, then ACTIVE, which LRU moves act on. */
-static void
+void
 note_read(struct item *it)
 {
+    uint32_t now = clock_now();
+    if (it->atime != now)
+        it->atime = now;
     uint64_t m = item_meta(it);
     if (!(m & ITEM_FETCHED))
         item_set_bits(it, ITEM_FETCHED);
@@ -312,7 +309,7 @@ join_values(struct item **out, struct item *old, struct item *add, bool append, 
     return CACHE_OK;
 }
 
-static void
+void
 replace_linked(struct item *old, struct item *it, uint64_t hv)
 {
     if (old != NULL)
@@ -337,7 +334,9 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
         break;
     case CACHE_ADD:
         if (old != NULL) {
-            note_read(old); /* memcached refreshes an item that an add ran into */
+            /* memcached refreshes an item that an add ran into (its access
+             * time), without counting a read: meta's h still says 0. */
+            old->atime = clock_now();
             r = CACHE_NOT_STORED;
         } else {
             item_link(it, hv);
@@ -355,6 +354,10 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
             r = CACHE_NOT_STORED;
             break;
         }
+        if (cas_in != 0 && item_cas(old) != cas_in) {
+            r = CACHE_EXISTS;
+            break;
+        }
         /* memcached answers NOT_STORED when the joined item cannot be made,
          * too large or out of memory alike. */
         if (join_values(&joined, old, it, op == CACHE_APPEND, hv) != CACHE_OK) {
@@ -365,10 +368,18 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
         }
         break;
     case CACHE_CAS:
+    case CACHE_CAS_STALE:
         if (old == NULL) {
             STAT_INC(STAT_NOCLASS, cas_misses);
             r = CACHE_MISS;
         } else if (!cache.opts.use_cas || (item_meta(old) & META_CAS_MASK) != cas_in) {
+            if (op == CACHE_CAS_STALE && cache.opts.use_cas &&
+                cas_in < (item_meta(old) & META_CAS_MASK)) {
+                STAT_INC(old->clsid, cas_hits);
+                lease_stale_store(old, it);
+                replace_linked(old, it, hv);
+                break;
+            }
             /* With CAS off (-C) no unique can match, as in memcached. */
             STAT_INC(old->clsid, cas_badval);
             r = CACHE_EXISTS;
@@ -383,6 +394,12 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
     ht_unlock(hv);
     cache_release(&joined);
     return r;
+}
+
+void
+cache_count_set(const struct item *it)
+{
+    STAT_INC(it->clsid, cmd_set);
 }
 
 enum cache_result
@@ -413,10 +430,15 @@ cache_drop(const char *key, size_t nkey, bool has_hash, uint64_t value_hash)
     ht_lock(hv);
     struct item *it = find_live(key, nkey, hv);
     if (it != NULL) {
-        if (has_hash && item_value_hash(it) == value_hash) {
+        /* A lease out must not end in a miss its late fill could land in,
+         * nor survive because a placeholder's empty value happens to equal
+         * the peer's: see lease_void_locked. */
+        bool leased = item_has(it, ITEM_WIN_SENT);
+        if (has_hash && !leased && item_value_hash(it) == value_hash) {
             r = CACHE_EXISTS;
         } else {
-            item_unlink(it, hv);
+            if (!leased || !lease_void_locked(it, hv))
+                item_unlink(it, hv);
             r = CACHE_OK;
         }
     }
@@ -447,7 +469,7 @@ cache_touch(const char *key, size_t nkey, int64_t exptime)
  * leading white space, a sign, then digits ending at white space or NUL.
  * A minus sign is refused unless the value wraps to a small number. The
  * stored value always ends in "\r\n", so the scan stops in bounds. */
-static bool
+bool
 parse_counter(const char *p, uint64_t *out)
 {
     const char *start = p;

@@ -10,11 +10,12 @@
  * Item memory (one slab chunk, or one large allocation above slab_chunk_max,
  * sized to the item rounded up to 4 KiB; see slab.c for why):
  *
- *   +----------------------------+  struct item: 48 bytes on LP64
+ *   +----------------------------+  struct item: 56 bytes on LP64
  *   | h_next | lru prev | lru next|  hash chain, LRU links       (24)
  *   | state bits:8 | cas:56       |  one atomic word             (8)
  *   | exptime | nbytes | flags    |  rel-time s, value+2, client (12)
  *   | refcount:16 | nkey | class  |                              (4)
+ *   | atime | (4 spare)           |  rel-time s of the last read (8)
  *   +----------------------------+
  *   | key (nkey bytes, no NUL)   |
  *   | value ... "\r\n"           |  written to a socket straight from here
@@ -60,10 +61,14 @@ enum cache_store_op {
     CACHE_ADD,      /* only if absent: else CACHE_NOT_STORED */
     CACHE_REPLACE,  /* only if present: else CACHE_NOT_STORED */
     CACHE_APPEND,   /* value joins the end of the stored one; keeps its flags.
-                     * NOT_STORED if absent or the joined item can't be made */
+                     * NOT_STORED if absent or the joined item can't be made;
+                     * with a cas_in other than 0, EXISTS unless it matches */
     CACHE_PREPEND,
     CACHE_CAS,      /* only if the stored CAS matches: else EXISTS / MISS
                      * (always EXISTS with use_cas off, as memcached -C) */
+    CACHE_CAS_STALE,/* as CACHE_CAS, but a cas_in older than the stored CAS
+                     * stores the value marked stale, keeping the stored
+                     * item's expiry and win (a late fill: meta ms C<cas> I) */
 };
 
 /* The cache's options: one row each (src/option.h), and the struct they
@@ -211,6 +216,11 @@ cache_alloc(struct item **out, const char *key, size_t nkey, uint32_t flags,
 enum cache_result
 cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *cas_out);
 
+/* Counts a store that never reached cache_store because its data block was
+ * malformed, as memcached counts it (cmd_set). */
+void
+cache_count_set(const struct item *it);
+
 /* CACHE_OK if a live item was removed, CACHE_MISS otherwise. */
 enum cache_result
 cache_delete(const char *key, size_t nkey);
@@ -246,9 +256,152 @@ item_value_hash(const struct item *it);
 /* A peer changed key: drops the local copy unless its value hash equals
  * value_hash (pass has_hash false to drop unconditionally). Returns CACHE_OK
  * if a copy was dropped, CACHE_EXISTS if the same value was kept, CACHE_MISS
- * if there was no live copy. Not counted as a client delete. */
+ * if there was no live copy. Not counted as a client delete.
+ * A copy with a lease out (a win was handed out, see cache_meta_get) is
+ * neither kept for an equal hash nor simply dropped: an empty stale
+ * placeholder with a fresh CAS takes its place, keeping its expiry, so the
+ * lease holder's late fill (a store gated on the CAS it was given) is
+ * refused as EXISTS and can never land after the peer's write, and the next
+ * reader wins a new lease. */
 enum cache_result
 cache_drop(const char *key, size_t nkey, bool has_hash, uint64_t value_hash);
+
+/* --- leases and stale items ----------------------------------------------
+ * Besides its value an item carries two marks: a win was handed out (one
+ * client was told to recache the key: the lease; the others are told someone
+ * else does), and stale (the value is known to be outdated, served while the
+ * winner recaches). These functions are the cache's side of memcached's meta
+ * commands; they know nothing of the protocol's syntax. Expiry arguments are
+ * as clients send them (cache_alloc's rules). */
+
+bool
+item_win_sent(const struct item *it);
+bool
+item_stale(const struct item *it);
+/* The key came base64-encoded from a client (it is binary). */
+bool
+item_key_binary(const struct item *it);
+/* Marks an unlinked item from cache_alloc, before cache_store. */
+void
+item_set_key_binary(struct item *it);
+/* Whether it was read since it was stored, seconds since it was last read
+ * (or stored), seconds left to live (-1: never). They read without the
+ * item's lock, so a concurrent read or touch of it may or may not show; see
+ * cache_peek's info for a consistent reading. */
+bool
+item_fetched(const struct item *it);
+uint32_t
+item_idle(const struct item *it);
+int64_t
+item_ttl(const struct item *it);
+/* Its slab class (memcached's numbering, from 1) and its size in memory. */
+unsigned
+item_class_id(const struct item *it);
+size_t
+item_total_size(const struct item *it);
+
+/* What can change under a reference, read under the item's lock. */
+struct cache_item_info {
+    int64_t ttl;            /* item_ttl */
+    uint32_t idle;          /* item_idle */
+    bool fetched;           /* item_fetched */
+};
+
+/* Looks key up without counting a read (no LRU bump, no statistics); fills
+ * info (if not NULL) under the item's lock. */
+struct item *
+cache_peek(const char *key, size_t nkey, struct cache_item_info *info);
+
+/* Steps run in order on the item, under its lock, so that a TTL read before
+ * a TTL change sees the old one (the meta protocol's flags act in order). */
+enum cache_mstep_op {
+    CACHE_MSTEP_TTL,        /* set the expiry to arg */
+    CACHE_MSTEP_TTL_IF_NEW, /* the same, only on an item this call created;
+                             * in cache_meta_get it also wins */
+    CACHE_MSTEP_RECACHE,    /* win if less than arg seconds are left (an
+                             * expiring item) and no win was handed out */
+    CACHE_MSTEP_READ_TTL,   /* out = seconds left at this point, -1: never */
+};
+
+struct cache_mstep {
+    enum cache_mstep_op op;
+    int64_t arg;
+    int64_t out;
+};
+
+#define CACHE_MSTEPS_MAX 24
+
+struct cache_mget {
+    /* in */
+    bool vivify;            /* on a miss, create an empty item (expiry 0 until
+                             * a step sets it) */
+    bool no_bump;           /* not a read: no LRU bump, fetched, last access */
+    bool discard;           /* the caller will answer an error: run the steps,
+                             * hand out no win, count no hit (a miss counts) */
+    unsigned nsteps;
+    struct cache_mstep steps[CACHE_MSTEPS_MAX];
+    /* out */
+    bool created;           /* vivified by this call */
+    bool won;               /* this caller is to recache the key (a lease) */
+    bool win_was_sent;      /* someone else was told so before */
+    bool stale;
+    bool fetched;           /* read before this call */
+    uint32_t idle;          /* seconds since the last read before this call */
+    bool touched;           /* a CACHE_MSTEP_TTL ran (counted as a touch) */
+    bool overflow;          /* too many references: refused, not a miss */
+    uint64_t cas;           /* the item's CAS as this call left it (a stale
+                             * mark may change it right after) */
+};
+
+/* The meta get: looks key up (creating an empty item on a miss when
+ * g->vivify), runs g->steps, then hands out a win when a step won or the
+ * item is stale and no win was handed out before. Returns a referenced item
+ * or NULL on a miss; counts a hit, miss or touch. */
+struct item *
+cache_meta_get(const char *key, size_t nkey, struct cache_mget *g);
+
+struct cache_marith {
+    /* in */
+    bool incr;              /* else decrement, flooring at 0 */
+    uint64_t delta;
+    uint64_t cas;           /* 0: no check; else EXISTS unless it matches */
+    bool vivify;            /* on a miss, create the item holding initial */
+    uint64_t initial;
+    unsigned nsteps;        /* run on the resulting item (TTL, TTL_IF_NEW, READ_TTL) */
+    struct cache_mstep steps[CACHE_MSTEPS_MAX];
+    /* out */
+    uint64_t value;
+    uint64_t cas_out;
+    bool created;
+};
+
+/* incr/decr with a CAS check and create-on-miss. CACHE_OK (changed or
+ * created), CACHE_MISS, CACHE_EXISTS (CAS mismatch), CACHE_NOT_NUMBER,
+ * CACHE_NO_MEMORY (the new value's item: see created) or CACHE_NOT_STORED
+ * (vivify could not allocate). */
+enum cache_result
+cache_meta_arith(const char *key, size_t nkey, struct cache_marith *a);
+
+struct cache_mdelete {
+    bool has_cas;           /* only if the item's CAS equals cas */
+    uint64_t cas;
+    bool stale;             /* mark stale instead of removing: new CAS, win
+                             * cleared so the next reader wins */
+    bool has_exptime;       /* with stale: also set the expiry */
+    int64_t exptime;
+};
+
+/* The meta delete. CACHE_OK (removed or marked), CACHE_MISS, or
+ * CACHE_EXISTS (CAS mismatch). Counts delete hits and misses as memcached
+ * (a CAS mismatch is a miss, a stale mark neither). */
+enum cache_result
+cache_meta_delete(const char *key, size_t nkey, const struct cache_mdelete *d);
+
+/* A peer marked key stale (its client's md I): marks the local copy stale
+ * as cache_meta_delete does (new CAS, win cleared, the expiry set when
+ * has_exptime). CACHE_OK, or CACHE_MISS with no live copy. Not counted. */
+enum cache_result
+cache_mark_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptime);
 
 /* Drops one reference and sets *it to NULL. NULL-safe. */
 void

@@ -27,6 +27,9 @@
 #define HT_POWER_MIN 10
 #define HT_POWER_MAX 32
 #define CACHE_ALIGN 8
+/* memcached's sizeof(item) without its CAS: slab classes grow from this plus
+ * -n, so they are memcached's own sizes (96 120 152 ...) whatever ours is. */
+#define SLAB_GEOMETRY_HEADER 48
 
 /* The top byte of item.meta holds state bits; the low 56 bits hold the CAS.
  * Readers set FETCHED/ACTIVE while LRU moves clear them under another lock,
@@ -38,6 +41,10 @@
 #define ITEM_ACTIVE META_BIT(2)   /* read again: promoted when it reaches a tail */
 #define ITEM_SEG_SHIFT 59         /* two bits: enum lru_seg */
 #define ITEM_SEG_MASK (UINT64_C(3) << ITEM_SEG_SHIFT)
+/* Leases (lease.c), changed under the stripe lock only: */
+#define ITEM_WIN_SENT META_BIT(5)   /* a client was told to recache it (W) */
+#define ITEM_STALE META_BIT(6)      /* its value is known to be outdated (X) */
+#define ITEM_KEY_BINARY META_BIT(7) /* the key came base64-encoded (meta b) */
 
 enum lru_seg { LRU_HOT = 0, LRU_WARM = 1, LRU_COLD = 2, LRU_SEGS = 3 };
 
@@ -68,10 +75,14 @@ struct item {
     _Atomic uint16_t refcount;
     uint8_t nkey;
     uint8_t clsid;              /* index into cache.classes; fixed for life */
+    uint32_t atime;             /* rel time of the last read or store (stripe lock) */
+    uint32_t unused;            /* the header is 8-byte aligned anyway */
     char data[];                /* key, then value "\r\n" */
 };
 
-_Static_assert(sizeof(struct item) == 48, "item header must stay 48 bytes");
+/* 56 since the meta protocol's `l` (time since last access) needed atime;
+ * memcached's header with its CAS is 56 too. */
+_Static_assert(sizeof(struct item) == 56, "item header must stay 56 bytes");
 
 struct lru_list {
     struct item *head;          /* most recently inserted */
@@ -382,6 +393,40 @@ automove_teardown(void);
 /* Once a second: memcached's automove decision, which may start a move. */
 void
 automove_tick(uint32_t now);
+
+/* --- shared by cache.c and lease.c -------------------------------------- */
+/* A reference count this close to the 16-bit limit means a pathological
+ * number of pending replies hold the item; the lookup then reports a miss
+ * rather than wrap the count. */
+#define REFCOUNT_CEILING (UINT16_MAX - 64)
+/* Stripe lock held: the live item for key, or NULL (a dead one found on the
+ * way is unlinked and counted). */
+struct item *
+find_live(const char *key, size_t nkey, uint64_t hv);
+/* Stripe lock held: counts a read (FETCHED, then ACTIVE; last access). */
+void
+note_read(struct item *it);
+/* An unlinked item with one reference for the caller, its value unwritten;
+ * hold: what the caller holds (see struct alloc_hold), NULL for no stripe. */
+enum cache_result
+alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
+           uint32_t rel_exptime, uint64_t nbytes, const struct alloc_hold *hold);
+/* Stripe lock held: it takes old's place (old may be NULL). */
+void
+replace_linked(struct item *old, struct item *it, uint64_t hv);
+/* memcached's strtoull on a stored counter; false if it is not one. */
+bool
+parse_counter(const char *p, uint64_t *out);
+
+/* --- lease.c ------------------------------------------------------------- */
+/* Stripe lock held, it linked with a win handed out: replaces it with an
+ * empty stale placeholder (see cache_drop). False when no memory. */
+bool
+lease_void_locked(struct item *it, uint64_t hv);
+/* Stripe lock held: it, about to replace old by a CAS older than old's,
+ * becomes stale with old's expiry and win. */
+void
+lease_stale_store(const struct item *old, struct item *it);
 
 /* --- link/unlink (cache.c) ---------------------------------------------- */
 /* Stripe lock held: puts it into the table and its LRU (takes the class lock). */

@@ -316,7 +316,7 @@ slab_setup(char *err, size_t errlen)
     /* memcached's geometry: grow by factor from header + chunk_min, aligned,
      * until the next class would pass slab_chunk_max; the last class is
      * exactly slab_chunk_max. */
-    uint32_t size = (uint32_t)sizeof(struct item) + o->chunk_min;
+    uint32_t size = SLAB_GEOMETRY_HEADER + o->chunk_min;
     unsigned i = 0;
     while (i < CLASS_MAX - 2) {
         if (size >= o->slab_chunk_max / o->factor)

@@ -4,7 +4,8 @@
  * memcached's out_string does). Each row of CMD_TABLE declares how many
  * tokens its command takes, how it is silenced, whether tokens[1] is a key
  * and what a success publishes; cmd_dispatch checks all of that once, so the
- * handlers below only parse their arguments and call the cache. */
+ * handlers below only parse their arguments and call the cache. The meta
+ * commands are rows of the same table; their handlers live in cmd_meta.c. */
 #include "net/cmd.h"
 
 #include <errno.h>
@@ -40,6 +41,8 @@ static const char *cmd_delete_shape(struct conn *c, const struct proto_request *
 static void cmd_slabs(struct conn *c, struct proto_request *req, const struct cmd_row *row);
 
 #define ERR "ERROR"
+#define E_FORMAT "CLIENT_ERROR bad command line format"
+#define QUIET CMD_QUIET
 #define NOREPLY CMD_NOREPLY
 #define PLAIN CMD_PLAIN
 #define KEY CMD_KEY_ONE
@@ -52,7 +55,13 @@ static void cmd_slabs(struct conn *c, struct proto_request *req, const struct cm
 #define CMD_TABLE(X)                                                                          \
     X("get", cmd_get, 0, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                             \
     X("set", cmd_store, CACHE_SET, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
+    X("mg", cmd_mg, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_NONE)                                 \
+    X("ms", cmd_ms, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY)                                  \
     X("gets", cmd_get, GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                      \
+    X("md", cmd_md, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_ALWAYS)                               \
+    X("ma", cmd_ma, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY)                                  \
+    X("mn", cmd_mn, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                               \
+    X("me", cmd_me, 0, 3, 0, E_FORMAT, PLAIN, KEY, NULL, PUB_NONE)                            \
     X("delete", cmd_delete, 0, 3, 5, ERR, PLAIN, KEY, cmd_delete_shape, PUB_ALWAYS)           \
     X("add", cmd_store, CACHE_ADD, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
     X("replace", cmd_store, CACHE_REPLACE, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)            \
@@ -171,7 +180,7 @@ cmd_dispatch_one(struct conn *c, struct proto_request *req)
         }
     }
     if (row->key == CMD_KEY_ONE && req->tokens[1].len > CACHE_KEY_MAX) {
-        cmd_out(c, "CLIENT_ERROR bad command line format");
+        cmd_out(c, E_FORMAT);
         return;
     }
     row->handler(c, req, row);
@@ -281,6 +290,7 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     c->nread_left = (size_t)vlen + 2;
     c->nread_op = op;
     c->nread_row = row;
+    c->nread_meta.active = false;
     c->nread_cas = cas_in;
     c->nread_noreply = c->noreply;
     c->noreply = false;
@@ -309,7 +319,14 @@ cmd_complete_nread_one(struct conn *c)
     c->noreply = c->nread_noreply;
     const char *value = item_value(it);
     uint32_t nbytes = item_nbytes(it);
-    if (value[nbytes - 2] != '\r' || value[nbytes - 1] != '\n') {
+    bool chunk_ok = value[nbytes - 2] == '\r' && value[nbytes - 1] == '\n';
+    if (c->nread_meta.active) {
+        cmd_ms_complete(c, it, chunk_ok);
+        cache_release(&it);
+        return;
+    }
+    if (!chunk_ok) {
+        cache_count_set(it);
         cmd_out(c, "CLIENT_ERROR bad data chunk");
         cache_release(&it);
         return;

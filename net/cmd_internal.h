@@ -69,4 +69,16 @@ void
 cmd_publish(const struct conn *c, const struct cmd_row *row, enum cache_result r,
             const char *key, size_t nkey, bool has_hash, uint64_t hash);
 
+/* The meta commands (cmd_meta.c). */
+void cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_ms(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_md(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_ma(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_me(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_mn(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+/* An ms's data block arrived in it (chunk_ok: it ends in "\r\n"): stores,
+ * replies and publishes. The caller still releases it. */
+void
+cmd_ms_complete(struct conn *c, struct item *it, bool chunk_ok);
+
 #endif

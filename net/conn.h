@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
+#include "net/meta.h"
 #include "net/net_internal.h"
 #include "net/reply.h"
 
@@ -55,6 +56,7 @@ struct conn {
     const struct cmd_row *nread_row;    /* the table row, for publishing */
     uint64_t nread_cas;
     bool nread_noreply;
+    struct meta_stash nread_meta;   /* the pending store is an ms */
     /* CONN_SWALLOW: bytes still to discard. */
     size_t swallow_left;
 

@@ -25,6 +25,11 @@ struct ev_loop;
  * hit or miss (has_hash false). Failed add/cas publish nothing. */
 typedef void (*net_invalidate_fn)(const char *key, size_t nkey, bool has_hash,
                                   uint64_t value_hash);
+/* Called instead of the invalidate hook after a meta `md key I` (hit or
+ * miss): peers should mark their copies stale rather than drop them;
+ * has_exptime/exptime carry its T flag (an expiry as the client sent it).
+ * NULL: the invalidate hook is called (peers drop their copies). */
+typedef void (*net_stale_fn)(const char *key, size_t nkey, bool has_exptime, int64_t exptime);
 /* Called after flush_all succeeded, with its delay in seconds (0 = now). */
 typedef void (*net_flush_fn)(int64_t delay);
 /* Called by each worker before it polls for events, and after each
@@ -119,6 +124,7 @@ struct net_options {
     const char *version;        /* for "version" and `stats version` */
     const char *product_version;/* fleetcache's own, `stats fleetcache_version` */
     net_invalidate_fn on_invalidate;  /* NULL: nobody listens */
+    net_stale_fn on_stale;
     net_flush_fn on_flush;
     net_poll_fn on_poll;        /* NULL: nothing to do between polls */
     net_settings_fn settings;   /* NULL: `stats settings` is just END */

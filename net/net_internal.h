@@ -22,6 +22,7 @@
     X(cmd_get)              \
     X(cmd_touch)            \
     X(cmd_flush)            \
+    X(cmd_meta)             \
     X(store_too_large)      \
     X(store_no_memory)      \
     X(conn_yields)          \

@@ -134,8 +134,7 @@ reply_push_seg(struct reply_buf *rb, const char *ptr, size_t off, size_t len)
     return true;
 }
 
-/* Reserves len bytes at the end of the text buffer; NULL on OOM. */
-static char *
+char *
 reply_reserve(struct reply_buf *rb, size_t len)
 {
     if (!reply_grow((void **)&rb->text, &rb->text_cap, rb->text_len + len, 1,
@@ -146,7 +145,7 @@ reply_reserve(struct reply_buf *rb, size_t len)
     return rb->text + rb->text_len;
 }
 
-static void
+void
 reply_commit(struct reply_buf *rb, size_t len)
 {
     size_t off = rb->text_len;
@@ -215,7 +214,7 @@ reply_utoa(char *end, uint64_t v)
 }
 
 void
-reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
+reply_item_data(struct reply_buf *rb, struct item *it)
 {
     if (!reply_grow((void **)&rb->items, &rb->items_cap, rb->nitems + 1,
                     sizeof(*rb->items), 16)) {
@@ -223,6 +222,16 @@ reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
         cache_release(&it);
         return;
     }
+    if (!reply_push_seg(rb, item_value(it), 0, item_nbytes(it))) {
+        cache_release(&it);
+        return;
+    }
+    rb->items[rb->nitems++] = it; /* released in reply_release_items once sent */
+}
+
+void
+reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
+{
     uint8_t nkey = item_nkey(it);
     /* "VALUE " key " " flags " " bytes [" " cas] "\r\n" */
     char *dst = reply_reserve(rb, 6 + nkey + 1 + 10 + 1 + 10 + 1 + 20 + 2);
@@ -243,8 +252,7 @@ reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
     memcpy(p, s, (size_t)(end - s));
     p += end - s;
     *p++ = ' ';
-    uint32_t nbytes = item_nbytes(it);
-    s = reply_utoa(end, nbytes - 2);
+    s = reply_utoa(end, item_nbytes(it) - 2);
     memcpy(p, s, (size_t)(end - s));
     p += end - s;
     if (with_cas) {
@@ -256,11 +264,7 @@ reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
     *p++ = '\r';
     *p++ = '\n';
     reply_commit(rb, (size_t)(p - dst));
-    if (!reply_push_seg(rb, item_value(it), 0, nbytes)) {
-        cache_release(&it);
-        return;
-    }
-    rb->items[rb->nitems++] = it; /* released in reply_release_items once sent */
+    reply_item_data(rb, it);
 }
 
 void

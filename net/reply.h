@@ -62,6 +62,19 @@ void
 reply_printf(struct reply_buf *rb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Room for up to max bytes of protocol text at the end of the queue, for a
+ * caller that formats a line in place; reply_commit then queues the first
+ * len (<= max) of them. NULL when out of memory (rb->oom is set). */
+char *
+reply_reserve(struct reply_buf *rb, size_t max);
+void
+reply_commit(struct reply_buf *rb, size_t len);
+
+/* Queues its value and its "\r\n" straight from item memory. Takes over
+ * the caller's reference to it (released once sent). */
+void
+reply_item_data(struct reply_buf *rb, struct item *it);
+
 /* Queues "VALUE key flags bytes[ cas]\r\n" and then the value straight from
  * item memory. Takes over the caller's reference to it (released once sent). */
 void

@@ -64,7 +64,7 @@ struct stats_snapshot {
     X(cmd_set, "%llu", U64(s->cache.ops.cmd_set))                              \
     X(cmd_flush, "%llu", U64(s->net.cmd_flush))                                \
     X(cmd_touch, "%llu", U64(s->net.cmd_touch))                                \
-    X(cmd_meta, "%d", 0)                                                       \
+    X(cmd_meta, "%llu", U64(s->net.cmd_meta))                                  \
     X(get_hits, "%llu", U64(s->cache.ops.get_hits))                            \
     X(get_misses, "%llu", U64(s->cache.ops.get_misses))                        \
     X(get_expired, "%llu", U64(s->cache.ops.get_expired))                      \

@@ -310,6 +310,7 @@ main(int argc, char **argv)
             return EXIT_OSERR;
         }
         cfg.net.on_invalidate = bus_publish_invalidate;
+        cfg.net.on_stale = bus_publish_stale;
         cfg.net.on_flush = bus_publish_flush;
         cfg.net.on_poll = bus_publish_poll;
     }

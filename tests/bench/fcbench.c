@@ -66,6 +66,7 @@ struct bench_opts {
     bool inval_delete;
     uint64_t seed;
     double max_miss;            /* misses/get_keys above this make a run invalid */
+    bool meta;                  /* gets as "mg <key> v f k", sets as "ms" */
 };
 
 static struct bench_opts opt = {
@@ -341,13 +342,24 @@ put_set(struct conn *c, uint32_t idx)
     char line[64 + 256];
     uint32_t n, p;
     wbuf_reserve(c, sizeof(line) + opt.value + 2);
-    memcpy(line, "set ", 4);
-    n = 4 + key_fmt(idx, line + 4);
-    line[n++] = ' ';
-    n += u32_fmt(FLAGS_OF(idx), line + n);
-    memcpy(line + n, " 0 ", 3);
-    n += 3;
-    n += u32_fmt(opt.value, line + n);
+    if (opt.meta) {
+        /* ms <key> <bytes> F<flags> */
+        memcpy(line, "ms ", 3);
+        n = 3 + key_fmt(idx, line + 3);
+        line[n++] = ' ';
+        n += u32_fmt(opt.value, line + n);
+        memcpy(line + n, " F", 2);
+        n += 2;
+        n += u32_fmt(FLAGS_OF(idx), line + n);
+    } else {
+        memcpy(line, "set ", 4);
+        n = 4 + key_fmt(idx, line + 4);
+        line[n++] = ' ';
+        n += u32_fmt(FLAGS_OF(idx), line + n);
+        memcpy(line + n, " 0 ", 3);
+        n += 3;
+        n += u32_fmt(opt.value, line + n);
+    }
     line[n++] = '\r'; line[n++] = '\n';
     wbuf_put(c, line, n);
     p = value_prefix(idx, c->wbuf + c->wlen);
@@ -382,6 +394,15 @@ conn_fill(struct conn *c, uint64_t t)
             r->nkeys = 1;
             r->key[0] = (uint32_t)(rng_next(&c->rng) % opt.keys);
             put_set(c, r->key[0]);
+        } else if (opt.meta) {
+            /* One key per mg; depth pipelines them as it does gets. */
+            r->type = REQ_GET;
+            r->nkeys = 1;
+            r->key[0] = (uint32_t)(rng_next(&c->rng) % opt.keys);
+            wbuf_reserve(c, 16 + 260);
+            wbuf_put(c, "mg ", 3);
+            c->wlen += key_fmt(r->key[0], c->wbuf + c->wlen);
+            wbuf_put(c, " v f k\r\n", 8);
         } else {
             uint32_t k;
             r->type = REQ_GET;
@@ -492,8 +513,8 @@ conn_parse(struct conn *c, uint64_t t, size_t *need)
         if (nl == s || nl[-1] != '\r') { conn_kill(c, "reply line without CRLF"); return false; }
         len = (size_t)(nl - s) - 1;
         if (r->type == REQ_SET) {
-            if (!line_is(s, len, "STORED")) {
-                if (is_error_line(s, len) || line_is(s, len, "NOT_STORED")) {
+            if (!line_is(s, len, opt.meta ? "HD" : "STORED")) {
+                if (is_error_line(s, len) || line_is(s, len, "NOT_STORED") || line_is(s, len, "NS")) {
                     if (w->recording || opt.mode == MODE_LOAD) w->c.errors++;
                 } else {
                     conn_kill(c, "unexpected reply to set");
@@ -504,8 +525,42 @@ conn_parse(struct conn *c, uint64_t t, size_t *need)
             req_done(c, r, t);
             continue;
         }
-        if (line_is(s, len, "END")) {
+        if (line_is(s, len, opt.meta ? "EN" : "END")) {
             c->rpos += len + 2;
+            req_done(c, r, t);
+            continue;
+        }
+        if (opt.meta && len > 3 && memcmp(s, "VA ", 3) == 0) {
+            /* VA <bytes> f<flags> k<key>, then the value */
+            const char *p = s + 3, *end = s + len, *k;
+            char want[260];
+            uint32_t flags, bytes, klen, wl;
+            if (!parse_u32(&p, end, &bytes) || bytes > MAX_VALUE || end - p < 3 ||
+                    memcmp(p, " f", 2) != 0 || (p += 2, !parse_u32(&p, end, &flags)) ||
+                    end - p < 3 || memcmp(p, " k", 2) != 0) {
+                conn_kill(c, "malformed VA line");
+                return false;
+            }
+            k = p + 2;
+            klen = (uint32_t)(end - k);
+            if (avail < len + 2 + (size_t)bytes + 2) {
+                *need = len + 2 + (size_t)bytes + 2;
+                return true;
+            }
+            if (memcmp(s + len + 2 + bytes, "\r\n", 2) != 0) {
+                conn_kill(c, "value block without CRLF");
+                return false;
+            }
+            wl = key_fmt(r->key[0], want);
+            if (wl != klen || memcmp(want, k, klen) != 0) {
+                conn_kill(c, "VA for a key not asked");
+                return false;
+            }
+            if (flags != FLAGS_OF(r->key[0]) || !value_check(r->key[0], s + len + 2, bytes)) {
+                if (w->recording) w->c.errors++;
+            }
+            c->khits = 1;
+            c->rpos += len + 2 + bytes + 2;
             req_done(c, r, t);
             continue;
         }
@@ -985,6 +1040,8 @@ usage(FILE *f)
         "  -r, --ratio SET:GET      request mix (1:9)\n"
         "  -m, --multiget K         keys per get request (1, at most %d)\n"
         "  -D, --depth D            requests in flight per connection (1, at most %d)\n"
+        "      --meta               meta protocol: gets as \"mg <key> v f k\" (one key each),\n"
+        "                           sets as \"ms <key> <bytes> F<flags>\"\n"
         "  -P, --preload            set the whole key space before the run\n"
         "      --no-verify          check value lengths only, not content\n"
         "      --max-miss FRAC      run invalid when misses exceed FRAC of keys asked (1)\n"
@@ -1033,7 +1090,7 @@ arg_sec(const char *s, double hi)
 int
 main(int argc, char **argv)
 {
-    enum { O_KEYMIN = 256, O_KEYMAX, O_NOVERIFY, O_TIMEOUT, O_STATSARG, O_PEER, O_INVALOP, O_SEED, O_MAXMISS };
+    enum { O_KEYMIN = 256, O_KEYMAX, O_NOVERIFY, O_TIMEOUT, O_STATSARG, O_PEER, O_INVALOP, O_SEED, O_MAXMISS, O_META };
     static const struct option longs[] = {
         {"server", 1, 0, 's'}, {"mode", 1, 0, 'M'}, {"conns", 1, 0, 'c'},
         {"threads", 1, 0, 'T'}, {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
@@ -1042,6 +1099,7 @@ main(int argc, char **argv)
         {"depth", 1, 0, 'D'}, {"preload", 0, 0, 'P'}, {"no-verify", 0, 0, O_NOVERIFY},
         {"timeout", 1, 0, O_TIMEOUT}, {"stats-arg", 1, 0, O_STATSARG}, {"peer", 1, 0, O_PEER},
         {"inval-op", 1, 0, O_INVALOP}, {"count", 1, 0, 'n'}, {"seed", 1, 0, O_SEED}, {"max-miss", 1, 0, O_MAXMISS},
+        {"meta", 0, 0, O_META},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     bool have_peer = false;
@@ -1092,11 +1150,13 @@ main(int argc, char **argv)
         case 'n': opt.count = arg_u32(optarg, 1, 10000000); break;
         case O_SEED: opt.seed = arg_u32(optarg, 0, UINT32_MAX) * 0x9e3779b97f4a7c15ull + 1; break;
         case O_MAXMISS: opt.max_miss = arg_sec(optarg, 1.0); break;
+        case O_META: opt.meta = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind != argc) { usage(stderr); return 2; }
+    if (opt.meta && opt.multiget > 1) die("%s", "--meta asks one key per mg: no --multiget");
     if (opt.key_max < opt.key_min) opt.key_max = opt.key_min;
     if (opt.timeout <= 0) opt.timeout = 1;
     signal(SIGPIPE, SIG_IGN);

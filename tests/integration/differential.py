@@ -217,6 +217,119 @@ def random_command(rnd):
     return rnd.choice(bad)
 
 
+# Text keys only: a counter's binary-key mark would share its marks' fate.
+B64_KEYS = {b"k4": b"azQ=", b"k5": b"azU=", b"k6": b"azY="}
+META_PADDED_RX = re.compile(rb"VA (\d+)((?: [^\r\n]*)?)\r\n(\d+) +\r\n")
+
+
+def normalize_meta_padding(data):
+    """As normalize_padding, for a counter shrunk in place read by mg v."""
+    return META_PADDED_RX.sub(lambda m: b"VA %d%s\r\n%s\r\n" % (
+        len(m.group(3)), m.group(2), m.group(3)), data)
+
+
+def random_meta_flags(rnd, pool, most=4):
+    return [f for f in rnd.sample(pool, rnd.randint(0, min(most, len(pool))))]
+
+
+def random_meta_command(rnd):
+    """One complete meta command; no flag whose answer depends on the clock
+    (t, l, me's la) and TTLs far from any second boundary, so both servers
+    must answer byte for byte. No h either, nor size, win, stale mark or
+    append on a counter: whether ma rewrites a counter in place (keeping its
+    marks, padding a shorter number) or makes a new item depends on whether
+    memcached's LRU thread held the item at that moment."""
+    key = rnd.choice(KEYS)
+    keytok = key
+    extra = []
+    if key in B64_KEYS and rnd.random() < 0.3:
+        keytok = B64_KEYS[key]
+        extra = [b"b"]
+    opaque = [b"O%d" % rnd.randrange(100)] if rnd.random() < 0.3 else []
+    r = rnd.random()
+    if r < 0.35:
+        pool = [b"v", b"c", b"f", b"s", b"k", b"q", b"u", b"N100", b"R50", b"R200", b"T100", b"T0"]
+        if key in NUM_KEYS:  # see above: no size, no win on a counter
+            for f in (b"s", b"N100", b"R50", b"R200"):
+                pool.remove(f)
+        flags = random_meta_flags(rnd, pool)
+        return b" ".join([b"mg", keytok] + flags + opaque + extra) + b"\r\n"
+    if r < 0.6:
+        if key in NUM_KEYS:
+            val = b"%d" % rnd.choice([0, 1, 9, 10, 99, 100, rnd.randrange(10 ** 6)])
+        else:
+            val = random_value(rnd)
+            key = rnd.choice(TEXT_KEYS)
+            keytok, extra = key, []
+        modes = [b"MS", b"ME", b"MR"] + ([] if key in NUM_KEYS else [b"MA", b"MP", b"I"])
+        flags = random_meta_flags(rnd, modes + [b"q", b"c", b"k", b"C%d" % rnd.randrange(1, 60),
+                                                b"F%d" % rnd.choice([0, 7]), b"T0", b"T100"])
+        modes = [f for f in flags if f.startswith(b"M")]
+        flags = [f for f in flags if not f.startswith(b"M")] + modes[:1]
+        return b" ".join([b"ms", keytok, b"%d" % len(val)] + flags + opaque + extra) + \
+            b"\r\n" + val + b"\r\n"
+    if r < 0.72:
+        pool = [b"q", b"k", b"T100", b"C%d" % rnd.randrange(1, 60)]
+        if key not in NUM_KEYS:
+            pool.append(b"I")  # a stale counter may stay stale or not after ma
+        flags = random_meta_flags(rnd, pool)
+        return b" ".join([b"md", keytok] + flags + opaque + extra) + b"\r\n"
+    if r < 0.9:
+        key = rnd.choice(NUM_KEYS)
+        keytok, extra = key, []
+        flags = random_meta_flags(rnd, [b"N0", b"N100", b"J%d" % rnd.randrange(50), b"D%d" % rnd.choice([0, 1, 7, 1000]),
+                                        b"MI", b"MD", b"M+", b"M-", b"q", b"v", b"c", b"k",
+                                        b"C%d" % rnd.randrange(1, 60)], most=5)
+        modes = [f for f in flags if f.startswith(b"M")]
+        flags = [f for f in flags if not f.startswith(b"M")] + modes[:1]
+        return b" ".join([b"ma", keytok] + flags + opaque + extra) + b"\r\n"
+    if r < 0.94:
+        return b"mn\r\n"
+    bad = [
+        b"mg %s v v\r\n" % key,
+        b"mg %s x\r\n" % key,
+        b"mg %s O%s\r\n" % (key, b"o" * 40),
+        b"ms %s 2 Z\r\nab\r\n" % key,
+        b"ms %s 2 MX\r\nab\r\n" % key,
+        b"ms %s 2\r\nabc\r\n" % key,
+        b"md %s Tx\r\n" % key,
+        b"ma %s Mz\r\n" % key,
+        b"mg azQ b b\r\n",
+        b"mg\r\n",
+    ]
+    return rnd.choice(bad)
+
+
+def random_meta_session(binary, kind, seed, batches=60, per_batch=25):
+    rnd = random.Random(seed)
+    with fixture.Server(fixture.MEMCACHED, [], name="memcached") as ref, \
+            fixture.Server(binary, [], name=kind) as sut, \
+            ref.connect() as rc, sut.connect() as sc:
+        for b in range(batches):
+            cmds = [random_meta_command(rnd) if rnd.random() < 0.8 else random_command(rnd)
+                    for _ in range(per_batch)]
+            # as in random_session: arithmetic must not race earlier replies
+            segments, cur = [], []
+            for cmd in cmds:
+                if cmd.startswith((b"incr", b"decr", b"ma ")) and cur:
+                    segments.append(cur)
+                    cur = []
+                cur.append(cmd)
+            segments.append(cur)
+            for seg in segments:
+                batch = b"".join(seg) + b"version\r\n"
+                rc.sendall(batch)
+                sc.sendall(batch)
+                ra = normalize_meta_padding(normalize_padding(normalize(read_to_sync(rc))))
+                try:
+                    sa = normalize_meta_padding(normalize_padding(normalize(read_to_sync(sc))))
+                except AssertionError as e:
+                    raise AssertionError("batch %d: %s" % (b, e))
+                if ra != sa:
+                    raise AssertionError("batch %d (seed %d) %s; commands were %s" % (
+                        b, seed, first_difference(ra, sa), scripted.escape(batch, 600)))
+
+
 def read_to_sync(sock, timeout=5.0):
     deadline = time.monotonic() + timeout
     buf = b""
@@ -268,3 +381,6 @@ def run(rep, ctx):
     rep.case("diff/stats_keys_order_and_values", stats_keys_and_values, ctx["binary"], ctx["kind"])
     for seed in (1, 2, 3):
         rep.case("diff/random_session_seed_%d" % seed, random_session, ctx["binary"], ctx["kind"], seed)
+    for seed in (1, 2, 3, 4):
+        rep.case("diff/random_meta_session_seed_%d" % seed, random_meta_session, ctx["binary"],
+                 ctx["kind"], seed)

@@ -435,6 +435,70 @@ Test(bus, a_peer_delete_drops_unconditionally_and_misses_are_counted)
     cr_assert_eq(statv("keys_missed"), 1);
 }
 
+/* DATA at a given header version holding one STALE record for key. */
+static void
+send_stale(uint64_t seq, uint8_t version, const char *key, bool has_exptime, int64_t exptime)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX], d[WIRE_DATAGRAM_MAX];
+    size_t plen = 0;
+    cr_assert(wire_put_stale(p, sizeof(p), &plen, key, strlen(key), has_exptime, exptime));
+    struct wire_header h = {.version = version, .type = WIRE_DATA, .node_id = PEER_ID,
+                            .epoch = PEER_EPOCH, .seq = seq};
+    send_raw(d, bus_crypto_frame(sealed ? peer_key : NULL, &h, p, plen, d, WIRE_DATAGRAM_MAX));
+}
+
+static bool
+is_stale(const char *key)
+{
+    struct item *it = cache_peek(key, strlen(key), NULL);
+    bool yes = it != NULL && item_stale(it);
+    cache_release(&it);
+    return yes;
+}
+
+Test(bus, a_peer_stale_mark_keeps_the_copy_and_marks_it)
+{
+    store("k", "v");
+    send_stale(1, 2, "k", true, 30);
+    cr_assert(wait_stat("keys_staled", 1, 2000));
+    cr_assert(has("k"), "a stale mark keeps the value");
+    cr_assert(is_stale("k"));
+    struct item *it = cache_peek("k", 1, NULL);
+    cr_assert_eq(item_ttl(it), 30);
+    cache_release(&it);
+    send_stale(2, 2, "absent", false, 0);
+    cr_assert(wait_stat("keys_missed", 1, 2000));
+    cr_assert_eq(statv("keys_dropped"), 0);
+}
+
+Test(bus, a_stale_record_in_a_version_1_datagram_is_malformed)
+{
+    store("k", "v");
+    send_stale(1, 1, "k", false, 0);
+    sync_bus();
+    cr_assert_eq(statv("malformed"), 1);
+    cr_assert_eq(statv("keys_received"), 0);
+    cr_assert_not(is_stale("k"));
+}
+
+Test(bus, a_stale_mark_goes_out_at_version_2_and_keys_at_version_1)
+{
+    struct got g;
+    bus_publish_stale("k", 1, true, 60);
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    cr_assert_eq(g.h.version, 2);
+    size_t off = 0;
+    struct wire_record r;
+    cr_assert_eq(wire_next_record(g.payload, g.h.plen, &off, &r), WIRE_OK);
+    cr_assert_eq(r.op, WIRE_OP_STALE);
+    cr_assert(r.has_exptime);
+    cr_assert_eq(r.exptime, 60);
+    cr_assert_eq(off, g.h.plen);
+    bus_publish_invalidate("k", 1, false, 0);
+    cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    cr_assert_eq(g.h.version, 1, "a datagram without stale marks stays readable by old nodes");
+}
+
 Test(bus, a_peer_flush_all_flushes)
 {
     store("k", "v");

@@ -125,3 +125,22 @@ Test(bus_batch, rejects_keys_that_cannot_be_encoded)
     cr_assert_eq(bus_batch_add_invalidate(&b, big, 0, false, 0), BUS_BATCH_FULL);
     cr_assert(bus_batch_empty(&b));
 }
+
+Test(bus_batch, stale_marks_keep_their_place_in_order)
+{
+    /* A drop, a stale mark, a new value: a receiver must see them in this
+     * order, so nothing after the mark merges into the drop before it. */
+    cr_assert_eq(bus_batch_add_invalidate(&b, "k", 1, false, 0), BUS_BATCH_ADDED);
+    cr_assert_eq(bus_batch_add_stale(&b, "k", 1, true, 30), BUS_BATCH_ADDED);
+    cr_assert_eq(bus_batch_add_invalidate(&b, "k", 1, true, 7), BUS_BATCH_ADDED);
+    cr_assert_eq(bus_batch_add_stale(&b, "k", 1, false, 0), BUS_BATCH_ADDED);
+    cr_assert_eq(b.nkeys, 4);
+    cr_assert_eq(record(0).op, WIRE_OP_INVALIDATE);
+    cr_assert_not(record(0).has_hash);
+    cr_assert_eq(record(1).op, WIRE_OP_STALE);
+    cr_assert_eq(record(1).exptime, 30);
+    cr_assert_eq(record(2).op, WIRE_OP_INVALIDATE);
+    cr_assert_eq(record(2).hash, 7);
+    cr_assert_eq(record(3).op, WIRE_OP_STALE);
+    cr_assert_eq(wire_data_version(b.payload, b.len), 2);
+}

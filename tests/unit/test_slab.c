@@ -81,11 +81,11 @@ class_of_stored(size_t vlen)
 
 Test(slab, items_use_the_smallest_fitting_class, .init = fx_start_default, .fini = fx_stop, .timeout = 10)
 {
-    /* header 48 + key 5 + value + 2 */
-    cr_expect_eq(class_of_stored(96 - 48 - 5 - 2), 0);
-    cr_expect_eq(class_of_stored(96 - 48 - 5 - 1), 1);
-    cr_expect_eq(class_of_stored(120 - 48 - 5 - 2), 1);
-    cr_expect_eq(class_of_stored(100), 3); /* 155 bytes -> 192 */
+    /* header 56 + key 5 + value + 2 */
+    cr_expect_eq(class_of_stored(96 - 56 - 5 - 2), 0);
+    cr_expect_eq(class_of_stored(96 - 56 - 5 - 1), 1);
+    cr_expect_eq(class_of_stored(120 - 56 - 5 - 2), 1);
+    cr_expect_eq(class_of_stored(100), 3); /* 163 bytes -> 192 */
     cr_expect_eq(class_of_stored(600 * 1024), cache_class_count() - 1);
 }
 

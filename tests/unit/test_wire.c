@@ -52,7 +52,7 @@ ParameterizedTestParameters(wire, header_rejects_hostile_bytes)
         {-1, 0, 0, WIRE_OK},
         {0, 'X', 0, WIRE_BAD_MAGIC},
         {3, '2', 0, WIRE_BAD_MAGIC},
-        {4, 2, 0, WIRE_BAD_VERSION},
+        {4, 3, 0, WIRE_BAD_VERSION},        /* newer than this node speaks */
         {4, 0, 0, WIRE_BAD_VERSION},
         {5, 0, 0, WIRE_BAD_TYPE},
         {5, 5, 0, WIRE_BAD_TYPE},
@@ -300,6 +300,49 @@ Test(wire, survives_100k_random_and_mutated_datagrams, .timeout = 60)
     /* Some mutations (e.g. of key bytes or the epoch) stay valid; most do not. */
     cr_assert_gt(accepted, 0);
     cr_assert_lt(accepted, 100000);
+}
+
+Test(wire, a_stale_record_round_trips_and_needs_version_2)
+{
+    uint8_t p[WIRE_PAYLOAD_MAX];
+    size_t len = 0;
+    cr_assert(wire_put_invalidate(p, sizeof(p), &len, "a", 1, false, 0));
+    cr_expect_eq(wire_data_version(p, len), 1);
+    cr_assert(wire_put_stale(p, sizeof(p), &len, "bb", 2, true, -5));
+    cr_assert(wire_put_stale(p, sizeof(p), &len, "c", 1, false, 0));
+    cr_expect_eq(wire_data_version(p, len), 2);
+    unsigned n;
+    cr_assert_eq(wire_check_data(p, len, &n), WIRE_OK);
+    cr_expect_eq(n, 3);
+    size_t off = 0;
+    struct wire_record r;
+    cr_assert_eq(wire_next_record(p, len, &off, &r), WIRE_OK);
+    cr_assert_eq(wire_next_record(p, len, &off, &r), WIRE_OK);
+    cr_expect_eq(r.op, WIRE_OP_STALE);
+    cr_expect(r.has_exptime);
+    cr_expect_eq(r.exptime, -5);
+    cr_expect_eq(r.nkey, 2);
+    cr_expect_eq(memcmp(r.key, "bb", 2), 0);
+    cr_assert_eq(wire_next_record(p, len, &off, &r), WIRE_OK);
+    cr_expect_not(r.has_exptime);
+    cr_expect_eq(off, len);
+    /* Unknown record flags and truncation are refused. */
+    p[len - 1 - WIRE_STALE_FIXED + 1] = 0x02;
+    cr_expect_eq(wire_check_data(p, len, &n), WIRE_BAD_RECORD);
+    cr_expect_eq(wire_check_data(p, WIRE_INVALIDATE_FIXED + 1 + 5, &n), WIRE_BAD_RECORD);
+}
+
+Test(wire, headers_carry_their_version)
+{
+    struct wire_header h = {.type = WIRE_DATA, .node_id = 1, .epoch = 2, .seq = 3};
+    uint8_t buf[WIRE_HEADER_SIZE];
+    wire_header_encode(&h, buf);
+    cr_expect_eq(buf[4], WIRE_VERSION_MIN, "an unset version is the oldest");
+    h.version = 2;
+    wire_header_encode(&h, buf);
+    struct wire_header d;
+    cr_assert_eq(wire_header_decode(buf, sizeof(buf), &d), WIRE_OK);
+    cr_expect_eq(d.version, 2);
 }
 
 Test(wire, every_result_has_a_name)
