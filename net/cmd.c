@@ -137,6 +137,20 @@ cmd_find(const struct proto_token *name)
 static void cmd_dispatch_one(struct conn *c, struct proto_request *req);
 static void cmd_complete_nread_one(struct conn *c);
 
+/* memcached's last resort for a command it does not know: a request line
+ * whose last token starts "HTTP/" closes the connection. Its dispatch goes
+ * by first letter, so a name starting g s a c i d t, or any two-letter m
+ * name, answers ERROR before that test: those stay ERROR here too. */
+static bool
+cmd_is_http(const struct proto_request *req)
+{
+    const struct proto_token *name = &req->tokens[0];
+    if (strchr("gsacidt", name->p[0]) != NULL || (name->p[0] == 'm' && name->len == 2))
+        return false;
+    const struct proto_token *last = &req->tokens[req->ntokens - 2];
+    return last->len >= 5 && memcmp(last->p, "HTTP/", 5) == 0;
+}
+
 void
 cmd_dispatch(struct conn *c, struct proto_request *req)
 {
@@ -163,6 +177,13 @@ cmd_dispatch_one(struct conn *c, struct proto_request *req)
     }
     const struct cmd_row *row = cmd_find(&req->tokens[0]);
     if (row == NULL) {
+        if (cmd_is_http(req)) {
+            /* A web page on localhost can make a browser send this: hang
+             * up before its body is read as commands, as memcached does.
+             * Replies queued earlier in this read go unsent with it. */
+            c->dead = true;
+            return;
+        }
         reply_line(&c->out, "ERROR");
         return;
     }
