@@ -126,7 +126,8 @@ item_reclaim_if_dead_locked(struct item *it, uint64_t hv, uint32_t now)
     if (death == ITEM_ALIVE)
         return false;
     STAT_INC(it->clsid, reclaimed);
-    if (death == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED))
+    /* Flushed ones count too, as memcached's lru_pull_tail counts them. */
+    if (!item_has(it, ITEM_FETCHED))
         STAT_INC(it->clsid, expired_unfetched);
     item_reclaim_locked(it, hv);
     return true;
@@ -159,12 +160,17 @@ alloc_chunk(unsigned id, size_t total, const struct alloc_hold *hold)
     for (unsigned round = 0; round < ALLOC_ROUNDS; round++) {
         struct item *it = NULL;
         pthread_mutex_lock(&cls->lock);
+        unsigned reclaimed = 0;
         for (unsigned attempt = 0; attempt < attempts; attempt++) {
             it = slab_take_locked(id, total);
             if (it != NULL || !lru_reclaim_locked(id))
                 break;
+            reclaimed++;
         }
         pthread_mutex_unlock(&cls->lock);
+        /* The store itself had to free memory: memcached's direct_reclaims. */
+        if (reclaimed > 0)
+            stats_add(id, offsetof(struct cache_op_stats, direct_reclaims), reclaimed);
         if (it != NULL)
             return it;
         /* No free chunk and nothing to evict in this class (it may own no
@@ -262,6 +268,7 @@ lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
             it->exptime = item_exptime_for(exptime);
         note_read(it);
     }
+    unsigned seg = it != NULL ? item_seg(it) : 0;
     ht_unlock(hv);
     if (touch) {
         if (it)
@@ -269,10 +276,18 @@ lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
         else
             STAT_INC(STAT_NOCLASS, touch_misses);
     } else {
-        if (it)
+        if (it) {
+            static const size_t hits_to[LRU_SEGS] = {
+                [LRU_HOT] = offsetof(struct cache_op_stats, hits_to_hot),
+                [LRU_WARM] = offsetof(struct cache_op_stats, hits_to_warm),
+                [LRU_COLD] = offsetof(struct cache_op_stats, hits_to_cold),
+                [LRU_TEMP] = offsetof(struct cache_op_stats, hits_to_temp),
+            };
             STAT_INC(it->clsid, get_hits);
-        else
+            stats_add(it->clsid, hits_to[seg], 1);
+        } else {
             STAT_INC(STAT_NOCLASS, get_misses);
+        }
     }
     return it;
 }
@@ -619,9 +634,14 @@ cache_maintain(void)
     uint32_t now = clock_now();
     item_flush_tick(now);
     bool more = ht_expand_step();
-    crawl_step();
+    /* memcached reclaims in the background only with its LRU maintainer. */
+    if (cache.opts.lru_maintainer)
+        crawl_step();
     automove_tick(now);
     more |= mover_step();
+    memlimit_step();
+    if (crawl_step_requested())
+        more = true;
     return more;
 }
 
@@ -703,6 +723,19 @@ maint_main(void *arg)
 /* --- set-up ------------------------------------------------------------------------ */
 
 bool
+maint_start(void)
+{
+    pthread_mutex_lock(&maint.lock);
+    bool ok = maint.running;
+    if (!ok && !maint.stop) {
+        ok = pthread_create(&maint.thread, NULL, maint_main, NULL) == 0;
+        maint.running = ok;
+    }
+    pthread_mutex_unlock(&maint.lock);
+    return ok;
+}
+
+bool
 cache_setup(const struct cache_options *opts, char *err, size_t errlen)
 {
     unsigned gen = atomic_load(&cache.generation) + 1;
@@ -734,18 +767,29 @@ cache_setup(const struct cache_options *opts, char *err, size_t errlen)
     stats_setup();
     mover_setup();
     automove_setup();
+    pthread_mutex_init(&cache.lru_lock, NULL);
+    atomic_store(&cache.mem_limit, opts->mem_limit);
+    /* memcached segments its LRU only with its maintainer running. */
+    struct cache_lru_tuning lru = {
+        .segmented = opts->lru_maintainer,
+        .temp_lru = opts->temp_lru,
+        .temp_ttl = opts->temporary_ttl > 0 ? (uint32_t)opts->temporary_ttl : 0,
+        .hot_pct = (unsigned)opts->hot_lru_pct,
+        .warm_pct = (unsigned)opts->warm_lru_pct,
+        .hot_max_factor = opts->hot_max_factor,
+        .warm_max_factor = opts->warm_max_factor,
+    };
+    cache_lru_set(&lru);
+    crawl_setup();
     maint.crawl_class = 0;
     maint.crawl_chunk = 0;
     maint.stop = false;
     maint.running = false;
     /* One thread does both jobs: -o no_lru_crawler,no_lru_maintainer stop it. */
-    if (opts->lru_crawler || opts->lru_maintainer) {
-        if (pthread_create(&maint.thread, NULL, maint_main, NULL) != 0) {
-            snprintf(err, errlen, "cannot start the cache maintenance thread");
-            cache_teardown();
-            return false;
-        }
-        maint.running = true;
+    if ((opts->lru_crawler || opts->lru_maintainer) && !opts->manual && !maint_start()) {
+        snprintf(err, errlen, "cannot start the cache maintenance thread");
+        cache_teardown();
+        return false;
     }
     return true;
 }

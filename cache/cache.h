@@ -140,11 +140,41 @@ enum cache_store_op {
     X(int, slab_automove_window, .name = "slab_automove_window", .sub = true,                   \
       .type = OPTION_INT, .arg = "<secs>", .def = "30", .min = 3, .max = INT32_MAX,            \
       .help = "seconds of history the automove decision weighs", .stat = "slab_automove_window", \
-      .bad = "slab_automove_window must be > 2", .exit = 1)
+      .bad = "slab_automove_window must be > 2", .exit = 1)                                                                        \
+    X(int, lru_crawler_sleep, .name = "lru_crawler_sleep", .sub = true, .type = OPTION_INT,     \
+      .arg = "<us>", .def = "100", .min = 0, .max = 1000000,                                    \
+      .help = "microseconds the crawler sleeps per thousand items", .stat = "lru_crawler_sleep", \
+      .bad = "LRU crawler sleep must be between 0 and 1 second",                                \
+      .missing = "Missing lru_crawler_sleep value", .exit = 1)                                  \
+    X(uint32_t, lru_crawler_tocrawl, .name = "lru_crawler_tocrawl", .sub = true,                \
+      .type = OPTION_INT, .arg = "<num>", .def = "0", .min = 0, .max = UINT32_MAX,             \
+      .help = "max items to crawl per class per run (0: all)", .stat = "lru_crawler_tocrawl",  \
+      .bad = "lru_crawler_tocrawl takes a numeric 32bit value",                                 \
+      .missing = "Missing lru_crawler_tocrawl value", .exit = 1)                                \
+    X(int, hot_lru_pct, .name = "hot_lru_pct", .sub = true, .type = OPTION_INT, .arg = "<pct>", \
+      .def = "20", .min = 1, .max = 79, .help = "pct of a class's items the hot LRU holds",     \
+      .stat = "hot_lru_pct", .bad = "hot_lru_pct must be > 1 and < 80", .exit = 1)              \
+    X(int, warm_lru_pct, .name = "warm_lru_pct", .sub = true, .type = OPTION_INT,               \
+      .arg = "<pct>", .def = "40", .min = 1, .max = 79,                                         \
+      .help = "pct of a class's items the warm LRU holds", .stat = "warm_lru_pct",             \
+      .bad = "warm_lru_pct must be > 1 and < 80", .exit = 1)                                    \
+    X(double, hot_max_factor, .name = "hot_max_factor", .sub = true, .type = OPTION_FLOAT,      \
+      .arg = "<num>", .def = "0.2", .min = 0, .min_open = true,                                 \
+      .help = "memcached's hot age limit (accepted and reported; shares bound the hot LRU)",   \
+      .stat = "hot_max_factor", .bad = "hot_max_factor must be > 0", .exit = 1)                 \
+    X(double, warm_max_factor, .name = "warm_max_factor", .sub = true, .type = OPTION_FLOAT,    \
+      .arg = "<num>", .def = "2.0", .min = 0, .min_open = true,                                 \
+      .help = "memcached's warm age limit (accepted and reported; shares bound the warm LRU)", \
+      .stat = "warm_max_factor", .bad = "warm_max_factor must be > 0", .exit = 1)               \
+    X(int, temporary_ttl, .name = "temporary_ttl", .sub = true, .type = OPTION_INT,             \
+      .arg = "<secs>", .def = "61", .help = "items with a TTL up to this go to a temporary LRU", \
+      .stat = "temporary_ttl", .exit = 1)
 
 struct cache_options {
     CACHE_OPTIONS(OPTION_FIELD, OPTION_SKIP)
     uint32_t page_size;        /* slab page, 1 MiB */
+    bool temp_lru;             /* -o temporary_ttl given: short TTLs get their own LRU */
+    bool manual;               /* tests: no maintenance thread; they call cache_maintain */
 };
 
 /* The rows of CACHE_OPTIONS, for the option parser (src/option.h). */
@@ -484,7 +514,16 @@ cache_slab_automove_ratio(void);
     X(moves_to_cold)       \
     X(moves_to_warm)       \
     X(moves_within_lru)    \
-    X(total_items)
+    X(total_items)         \
+    X(crawler_reclaimed)   \
+    X(crawler_items_checked) \
+    X(lrutail_reflocked)   \
+    X(direct_reclaims)     \
+    X(evicted_nonzero)     \
+    X(hits_to_hot)         \
+    X(hits_to_warm)        \
+    X(hits_to_cold)        \
+    X(hits_to_temp)
 
 struct cache_op_stats {
 #define CACHE_STAT_FIELD(name) uint64_t name;
@@ -541,7 +580,7 @@ struct cache_class_stats {
     uint64_t free_chunks_end;   /* never handed out in the current page */
     uint64_t mem_requested;
     uint64_t number;            /* linked items */
-    uint64_t number_hot, number_warm, number_cold;
+    uint64_t number_hot, number_warm, number_cold, number_temp;
     struct cache_op_stats ops;
 };
 
@@ -561,6 +600,134 @@ cache_sizes_foreach(cache_size_fn fn, void *arg);
 /* Zeroes the operation counters (stats reset). */
 void
 cache_stats_reset(void);
+
+/* --- inspection and live tuning (cache/dump.c, cache/crawl.c) ------------ */
+
+/* The LRU's run-time tunables (`lru mode|temp_ttl|tune`), set up from the
+ * options (segmented with the maintainer, as memcached). */
+struct cache_lru_tuning {
+    bool segmented;        /* hot/warm/cold; false: one cold list (lru mode flat) */
+    bool temp_lru;         /* items with a TTL up to temp_ttl go to TEMP */
+    uint32_t temp_ttl;     /* seconds */
+    unsigned hot_pct;      /* share of a class's items HOT may hold */
+    unsigned warm_pct;
+    double hot_max_factor; /* accepted and reported (memcached's age limits) */
+    double warm_max_factor;
+};
+
+/* An item as a dump sees it. key points into the item and is valid only
+ * during the callback that receives the view. */
+struct cache_item_view {
+    const char *key;
+    uint8_t nkey;
+    uint32_t vlen;              /* value bytes, without "\r\n" */
+    uint32_t flags;
+    int64_t exptime;            /* unix time it expires at; 0: never */
+    uint64_t cas;
+    bool fetched;               /* read since it was stored */
+    uint32_t idle;              /* seconds since its last access */
+    int64_t atime;              /* unix time of its last access */
+    bool dead;                  /* expired or flushed, not yet reclaimed */
+    unsigned class_id;          /* memcached's numbering, from 1 */
+    uint32_t size;              /* memcached's size for it, see cache_item_size */
+};
+
+/* Return false to stop the walk. Runs under a class lock: copy, never block. */
+typedef bool (*cache_view_fn)(const struct cache_item_view *v, void *arg);
+
+/* The size memcached 1.6.18 gives an item of nkey key and nbytes value
+ * bytes ("\r\n" included): its 48-byte header, 8 for the CAS when CAS is
+ * on, the key and its NUL, the value. `stats sizes` buckets and metadump's
+ * size= use it, so both read as memcached's whatever our header is. */
+uint32_t
+cache_item_size(size_t nkey, size_t nbytes);
+
+/* `stats cachedump`: the items of class class_id (memcached's numbering),
+ * newest first within each segment (HOT, WARM, COLD, TEMP), dead ones
+ * included as memcached lists them, until fn returns false or limit (0: no
+ * limit) were shown. One hold of the class lock. Returns how many were
+ * shown. */
+unsigned
+cache_class_dump(unsigned class_id, unsigned limit, cache_view_fn fn, void *arg);
+
+/* A resumable walk over the live items of some classes, for key dumps that
+ * must not stall a worker: each step visits a bounded number of slots with
+ * the class lock held for that step only. Items stored or removed while the
+ * walk runs may or may not be seen; an item present throughout is seen
+ * exactly once. */
+struct cache_walk {
+    uint64_t classes;           /* bit n: class id n + 1 */
+    unsigned cls;               /* current class index */
+    uint64_t chunk;             /* next chunk within it */
+    bool done;
+};
+
+void
+cache_walk_begin(struct cache_walk *w, uint64_t classes);
+
+/* Visits up to budget slots, calling fn for each live item (fn's return is
+ * ignored: bound the work with budget). Returns true while more remains. */
+bool
+cache_walk_step(struct cache_walk *w, unsigned budget, cache_view_fn fn, void *arg);
+
+/* How many class ids there are to name (memcached's 1 .. 63). */
+#define CACHE_CLASS_ID_MAX 63
+
+/* The LRU crawler: a background pass over the classes asked for that frees
+ * expired and flushed items, counted as crawler_reclaimed and
+ * crawler_items_checked. Runs on the maintenance thread (cache_maintain). */
+enum cache_crawl_result {
+    CACHE_CRAWL_OK,
+    CACHE_CRAWL_RUNNING,        /* a crawl is still going */
+    CACHE_CRAWL_DISABLED,       /* lru_crawler disable, or -o no_lru_crawler */
+    CACHE_CRAWL_NONE,           /* no class asked for */
+};
+
+enum cache_crawl_result
+cache_crawl(uint64_t classes);
+
+/* lru_crawler enable/disable: false when enabling an enabled crawler
+ * (memcached fails to start a second crawler thread). */
+bool
+cache_crawler_set(bool enabled);
+
+/* lru_crawler sleep (microseconds per thousand items) and tocrawl (items per
+ * class per crawl, 0: all). */
+void
+cache_crawler_tune(uint32_t sleep_us, uint32_t tocrawl);
+
+struct cache_crawler_status {
+    bool enabled, running;
+    uint64_t starts;
+    uint32_t sleep_us, tocrawl;
+};
+
+void
+cache_crawler_status(struct cache_crawler_status *out);
+
+/* The LRU's run-time tunables (lru mode, lru temp_ttl, lru tune). */
+void
+cache_lru_get(struct cache_lru_tuning *out);
+void
+cache_lru_set(const struct cache_lru_tuning *in);
+
+/* Whether the maintainer runs (memcached's lru_maintainer_thread). */
+bool
+cache_maintainer(void);
+
+/* cache_memlimit: a new -m in bytes. Raising lets classes take more pages;
+ * lowering stops them from taking pages past the new budget, and eviction
+ * and page moves bring the cache under it. False when bytes is below one
+ * page. */
+bool
+cache_set_mem_limit(uint64_t bytes);
+
+/* Called for every eviction (not for reclaims of dead items), with the
+ * class and key locks held: it must copy what it needs and return. NULL
+ * turns it off. */
+typedef void (*cache_evict_fn)(const struct cache_item_view *v);
+void
+cache_set_evict_hook(cache_evict_fn fn);
 
 /* Checks every list, count and reference against the items themselves;
  * every item must be unreferenced but for the table. For tests: it locks

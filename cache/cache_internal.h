@@ -46,7 +46,7 @@
 #define ITEM_STALE META_BIT(6)      /* its value is known to be outdated (X) */
 #define ITEM_KEY_BINARY META_BIT(7) /* the key came base64-encoded (meta b) */
 
-enum lru_seg { LRU_HOT = 0, LRU_WARM = 1, LRU_COLD = 2, LRU_SEGS = 3 };
+enum lru_seg { LRU_HOT = 0, LRU_WARM = 1, LRU_COLD = 2, LRU_TEMP = 3, LRU_SEGS = 4 };
 
 /* A slab chunk that holds no item says why in nbytes (an item's is >= 2):
  *   CHUNK_FREE     on its class's free list, or never carved;
@@ -116,9 +116,11 @@ struct cache {
     unsigned nclasses;          /* slab classes, then one large class */
     unsigned large_id;
     /* The -m budget in bytes: slab pages held by classes plus large items
-     * (rounded to LARGE_ALIGN). Never above mem_max. */
+     * (rounded to LARGE_ALIGN). Never above mem_max, unless cache_memlimit
+     * lowered mem_max under it (mem_lowered): then page moves bring it down. */
     _Atomic uint64_t mem_used;
-    uint64_t mem_max;           /* pages_max whole pages */
+    _Atomic uint64_t mem_max;   /* whole pages; cache_memlimit moves it */
+    _Atomic bool mem_lowered;   /* cache_memlimit lowered it below what was in use */
     uint64_t pages_max;
     /* Slab pages are carved from one reservation of the whole budget (see
      * slab.c); NULL when it could not be had, then each page is mapped. */
@@ -139,6 +141,15 @@ struct cache {
     _Atomic uint32_t flush_at;
     _Atomic uint64_t malloc_fails;
     _Atomic unsigned generation; /* bumps at every setup: stale thread stats re-register */
+    /* The LRU's run-time tunables (cache_lru_set): written under lru_lock,
+     * read without it (a store racing a tune sees the old or the new). */
+    pthread_mutex_t lru_lock;
+    struct cache_lru_tuning lru;
+    _Atomic bool lru_segmented, lru_temp;
+    _Atomic uint32_t lru_temp_ttl;
+    _Atomic unsigned lru_hot_pct, lru_warm_pct;
+    _Atomic uint64_t mem_limit;     /* -m, or the last cache_memlimit */
+    _Atomic(cache_evict_fn) evict_hook;
 };
 
 extern struct cache cache;
@@ -222,11 +233,43 @@ item_flush_tick(uint32_t now);
 uint64_t
 item_hash_key(const char *key, size_t nkey);
 
+/* memcached's ITEM_ntotal for this item (cache_item_size). */
+static inline uint32_t
+item_mc_size(const struct item *it)
+{
+    return cache_item_size(it->nkey, it->nbytes);
+}
+
+/* Fills v from a linked item; class lock held. */
+void
+item_view(const struct item *it, uint32_t now, struct cache_item_view *v);
+
+/* Starts the maintenance thread unless it runs (cache.c); false if it
+ * cannot (`lru_crawler enable` after -o no_lru_crawler,no_lru_maintainer). */
+bool
+maint_start(void);
+
+/* While a lowered cache_memlimit leaves more in use than the budget, asks
+ * for one page at a time to go back to the pool (dump.c; maintenance). */
+void
+memlimit_step(void);
+
+/* --- crawl.c ----------------------------------------------------------- */
+void
+crawl_setup(void);
+/* One bounded step of a requested crawl; true while one is running. */
+bool
+crawl_step_requested(void);
+
 /* --- slab.c ------------------------------------------------------------ */
 bool
 slab_setup(char *err, size_t errlen);
 void
 slab_teardown(void);
+/* cache_memlimit: the budget becomes bytes, in whole pages (at least one).
+ * The arena keeps its size (pages_max): pages past it are mapped one by one. */
+void
+slab_set_mem_max(uint64_t bytes);
 /* Class index for an item of total size, or -1 when it exceeds item_max. */
 int
 slab_class_for(size_t total);
@@ -286,6 +329,10 @@ lru_remove_locked(struct item *it);
  * held. False when nothing could be freed. */
 bool
 lru_reclaim_locked(unsigned id);
+/* The segment a new item goes to: TEMP for a short TTL when the temporary
+ * LRU is on, HOT when segmented, else COLD (memcached's do_item_alloc). */
+enum lru_seg
+lru_seg_for(const struct item *it, uint32_t now);
 /* Keeps the hot and warm segments within their shares. Class lock held. */
 void
 lru_balance_locked(unsigned id);

@@ -2,13 +2,13 @@
  * read twice (ACTIVE) goes to WARM, the rest to COLD; WARM keeps what keeps
  * being read; eviction takes COLD's tail. A scan that reads each key once
  * therefore passes through HOT and COLD without touching WARM's working set.
- * Readers never take the class lock: they only set bits, which the moves
- * here act on later. Every function runs with the class lock held. */
+ * With the temporary LRU on, items whose TTL is that short go to TEMP and
+ * never move (they die soon anyway); in flat mode (`lru mode flat`) every
+ * item lives in COLD alone. Readers never take the class lock: they only
+ * set bits, which the moves here act on later. Every function runs with the
+ * class lock held. */
 #include "cache/cache_internal.h"
 #include "src/clock.h"
-
-#define HOT_PCT 20
-#define WARM_PCT 40
 /* Bounds on work per call, so one store never walks a whole list. */
 #define BALANCE_MOVES 8
 #define RECLAIM_TRIES 64
@@ -51,11 +51,22 @@ move_to(struct slab_class *cls, struct item *it, enum lru_seg seg)
     list_push(cls, it, seg);
 }
 
+enum lru_seg
+lru_seg_for(const struct item *it, uint32_t now)
+{
+    /* memcached compares in unsigned rel time: no expiry, or one already
+     * past, wraps high and is never temporary. */
+    if (atomic_load_explicit(&cache.lru_temp, memory_order_relaxed) &&
+        it->exptime - now <= atomic_load_explicit(&cache.lru_temp_ttl, memory_order_relaxed))
+        return LRU_TEMP;
+    return atomic_load_explicit(&cache.lru_segmented, memory_order_relaxed) ? LRU_HOT : LRU_COLD;
+}
+
 void
 lru_insert_locked(struct item *it)
 {
     struct slab_class *cls = &cache.classes[it->clsid];
-    list_push(cls, it, LRU_HOT);
+    list_push(cls, it, lru_seg_for(it, clock_now()));
     cls->linked++;
     cls->bytes += item_size(it);
 }
@@ -73,8 +84,10 @@ void
 lru_balance_locked(unsigned id)
 {
     struct slab_class *cls = &cache.classes[id];
-    uint64_t hot_max = cls->linked * HOT_PCT / 100;
-    uint64_t warm_max = cls->linked * WARM_PCT / 100;
+    if (!atomic_load_explicit(&cache.lru_segmented, memory_order_relaxed))
+        return; /* flat: everything stays in COLD (or TEMP) */
+    uint64_t hot_max = cls->linked * atomic_load_explicit(&cache.lru_hot_pct, memory_order_relaxed) / 100;
+    uint64_t warm_max = cls->linked * atomic_load_explicit(&cache.lru_warm_pct, memory_order_relaxed) / 100;
     for (unsigned n = 0; n < BALANCE_MOVES && cls->lru[LRU_HOT].count > hot_max; n++) {
         struct item *it = cls->lru[LRU_HOT].tail;
         if (item_has(it, ITEM_ACTIVE)) {
@@ -123,11 +136,19 @@ reclaim_from(unsigned id, enum lru_seg seg, bool evict, unsigned *budget)
             return true;
         }
         bool idle = atomic_load(&it->refcount) == 1;
+        if (!idle)
+            STAT_INC(id, lrutail_reflocked); /* a reply still holds it */
         if (idle && evict) {
             if (seg == LRU_COLD && item_has(it, ITEM_ACTIVE)) {
+                /* Read again while it sank: rescue it, to WARM, or in flat
+                 * mode back to COLD's head (memcached's bump). */
                 item_clear_bits(it, ITEM_ACTIVE);
-                move_to(cls, it, LRU_WARM);
-                STAT_INC(id, moves_to_warm);
+                if (atomic_load_explicit(&cache.lru_segmented, memory_order_relaxed)) {
+                    move_to(cls, it, LRU_WARM);
+                    STAT_INC(id, moves_to_warm);
+                } else {
+                    move_to(cls, it, LRU_COLD);
+                }
                 ht_unlock(hv);
                 it = prev;
                 continue;
@@ -137,6 +158,14 @@ reclaim_from(unsigned id, enum lru_seg seg, bool evict, unsigned *budget)
                     STAT_INC(id, evicted_unfetched);
                 if (item_has(it, ITEM_ACTIVE))
                     STAT_INC(id, evicted_active);
+                if (it->exptime != 0)
+                    STAT_INC(id, evicted_nonzero);
+                cache_evict_fn hook = atomic_load_explicit(&cache.evict_hook, memory_order_acquire);
+                if (hook != NULL) {
+                    struct cache_item_view v;
+                    item_view(it, now, &v);
+                    hook(&v);
+                }
                 item_reclaim_locked(it, hv);
                 ht_unlock(hv);
                 return true;
@@ -155,9 +184,10 @@ lru_reclaim_locked(unsigned id)
     bool evict = cache.opts.evict;
     unsigned budget = RECLAIM_TRIES;
     lru_balance_locked(id);
-    /* COLD first; HOT and WARM only when COLD has nothing to give. */
-    static const enum lru_seg order[] = { LRU_COLD, LRU_HOT, LRU_WARM };
-    for (unsigned i = 0; i < 3; i++)
+    /* COLD first; HOT and WARM only when COLD has nothing to give; TEMP's
+     * short-lived items last (their expiry frees them soon anyway). */
+    static const enum lru_seg order[] = { LRU_COLD, LRU_HOT, LRU_WARM, LRU_TEMP };
+    for (unsigned i = 0; i < 4; i++)
         if (reclaim_from(id, order[i], evict, &budget))
             return true;
     return false;

@@ -76,6 +76,22 @@ arena_setup(void)
     cache.nspare = 0;
 }
 
+/* Pages past the arena: a budget raised by cache_memlimit beyond the one
+ * reserved at start-up maps each further page on its own. */
+static bool
+in_arena(const char *page)
+{
+    return cache.arena != NULL && page >= cache.arena &&
+           page < cache.arena + (size_t)cache.pages_max * cache.opts.page_size;
+}
+
+void
+slab_set_mem_max(uint64_t bytes)
+{
+    uint64_t pages = bytes / cache.opts.page_size;
+    atomic_store(&cache.mem_max, (pages > 0 ? pages : 1) * cache.opts.page_size);
+}
+
 /* --- the budget ------------------------------------------------------------ */
 
 bool
@@ -144,10 +160,14 @@ slab_page_get(void)
         page = cache.spare[pick];
         cache.spare[pick] = cache.spare[--cache.nspare];
         cache.spare_bits[arena_index(page)] = 0;
-    } else {
+    } else if (cache.arena_next < cache.pages_max) {
         /* The caller reserved a page and every spare one is taken, so fewer
-         * than pages_max arena pages are out: the index stays inside. */
+         * than pages_max arena pages are out, unless cache_memlimit raised
+         * the budget past the arena. */
         page = cache.arena + (size_t)cache.arena_next++ * cache.opts.page_size;
+    } else {
+        pthread_mutex_unlock(&cache.spare_lock);
+        return map_bytes(cache.opts.page_size);
     }
     pthread_mutex_unlock(&cache.spare_lock);
     return page; /* fresh or madvised away: reads as zero */
@@ -156,7 +176,7 @@ slab_page_get(void)
 void
 slab_page_put(char *page)
 {
-    if (cache.arena == NULL) {
+    if (!in_arena(page)) {
         munmap(page, cache.opts.page_size);
     } else {
         /* The memory goes back now; the address waits for the next page. */
@@ -344,8 +364,8 @@ slab_teardown(void)
 {
     for (unsigned c = 0; c < cache.nclasses; c++) {
         struct slab_class *cls = &cache.classes[c];
-        if (cache.arena == NULL)
-            for (uint64_t p = 0; p < cls->npages; p++)
+        for (uint64_t p = 0; p < cls->npages; p++)
+            if (!in_arena(cls->pages[p]))
                 munmap(cls->pages[p], cache.opts.page_size);
         free(cls->pages);
         pthread_mutex_destroy(&cls->lock);

@@ -127,7 +127,7 @@ cache_stats_get(struct cache_stats *out)
     }
     stats_sum_class(STAT_NOCLASS, &s);
     add_ops(&out->ops, &s);
-    out->limit_maxbytes = cache.opts.mem_limit;
+    out->limit_maxbytes = atomic_load(&cache.mem_limit);
     out->total_malloced = atomic_load(&cache.mem_used);
     out->hash_bytes = ht_bytes();
     out->hash_power_level = ht_power();
@@ -174,6 +174,7 @@ cache_class_stats_get(unsigned index, struct cache_class_stats *out)
     out->number_hot = cls->lru[LRU_HOT].count;
     out->number_warm = cls->lru[LRU_WARM].count;
     out->number_cold = cls->lru[LRU_COLD].count;
+    out->number_temp = cls->lru[LRU_TEMP].count;
     pthread_mutex_unlock(&cls->lock);
     stats_sum_class(index, &out->ops);
 }
@@ -191,7 +192,7 @@ cache_sizes_foreach(cache_size_fn fn, void *arg)
         pthread_mutex_lock(&cls->lock);
         for (unsigned seg = 0; seg < LRU_SEGS; seg++)
             for (struct item *it = cls->lru[seg].head; it != NULL; it = it->next) {
-                size_t b = (item_size(it) + 31) / 32;
+                size_t b = (item_mc_size(it) + 31) / 32;
                 hist[b < nb ? b : nb - 1]++;
             }
         pthread_mutex_unlock(&cls->lock);

@@ -30,6 +30,8 @@ struct stats_snapshot {
     uint64_t total_conns, rejected_conns, listen_disabled;
     bool accepting;
     uint64_t rbuf_count;
+    struct cache_crawler_status crawler;
+    bool maintainer;
 };
 
 #define U64(x) ((unsigned long long)(x))
@@ -104,9 +106,9 @@ struct stats_snapshot {
     XIF(s->cache.slab_reassign, slab_reassign_busy_deletes, "%llu", U64(s->cache.mover.slab_reassign_busy_deletes)) \
     XIF(s->cache.slab_reassign, slab_reassign_running, "%d", s->cache.slab_reassign_running ? 1 : 0) \
     XIF(s->cache.slab_reassign, slabs_moved, "%llu", U64(s->cache.mover.slabs_moved)) \
-    X(lru_crawler_running, "%d", 0)                                            \
-    X(lru_crawler_starts, "%d", 0)                                             \
-    X(lru_maintainer_juggles, "%d", 0)                                         \
+    XIF(s->crawler.enabled, lru_crawler_running, "%d", s->crawler.running ? 1 : 0) \
+    XIF(s->crawler.enabled, lru_crawler_starts, "%llu", U64(s->crawler.starts)) \
+    XIF(s->maintainer, lru_maintainer_juggles, "%d", 0)                        \
     X(malloc_fails, "%llu", U64(s->cache.malloc_fails))                        \
     X(log_worker_dropped, "%d", 0)                                             \
     X(log_worker_written, "%d", 0)                                             \
@@ -121,17 +123,17 @@ struct stats_snapshot {
     X(slab_global_page_pool, "%llu", U64(s->cache.slab_global_page_pool))      \
     X(expired_unfetched, "%llu", U64(s->cache.ops.expired_unfetched))          \
     X(evicted_unfetched, "%llu", U64(s->cache.ops.evicted_unfetched))          \
-    X(evicted_active, "%llu", U64(s->cache.ops.evicted_active))                \
+    XIF(s->maintainer, evicted_active, "%llu", U64(s->cache.ops.evicted_active)) \
     X(evictions, "%llu", U64(s->cache.ops.evictions))                          \
     X(reclaimed, "%llu", U64(s->cache.ops.reclaimed))                          \
-    X(crawler_reclaimed, "%d", 0)                                              \
-    X(crawler_items_checked, "%d", 0)                                          \
-    X(lrutail_reflocked, "%d", 0)                                              \
-    X(moves_to_cold, "%llu", U64(s->cache.ops.moves_to_cold))                  \
-    X(moves_to_warm, "%llu", U64(s->cache.ops.moves_to_warm))                  \
-    X(moves_within_lru, "%llu", U64(s->cache.ops.moves_within_lru))            \
-    X(direct_reclaims, "%d", 0)                                                \
-    X(lru_bumps_dropped, "%d", 0)
+    X(crawler_reclaimed, "%llu", U64(s->cache.ops.crawler_reclaimed))          \
+    X(crawler_items_checked, "%llu", U64(s->cache.ops.crawler_items_checked))  \
+    X(lrutail_reflocked, "%llu", U64(s->cache.ops.lrutail_reflocked))          \
+    XIF(s->maintainer, moves_to_cold, "%llu", U64(s->cache.ops.moves_to_cold)) \
+    XIF(s->maintainer, moves_to_warm, "%llu", U64(s->cache.ops.moves_to_warm)) \
+    XIF(s->maintainer, moves_within_lru, "%llu", U64(s->cache.ops.moves_within_lru)) \
+    XIF(s->maintainer, direct_reclaims, "%llu", U64(s->cache.ops.direct_reclaims)) \
+    XIF(s->maintainer, lru_bumps_dropped, "%d", 0)
 
 static void
 stats_sum_net(struct net_shared *sh, struct net_thread_stats_sum *sum)
@@ -176,6 +178,8 @@ stats_text_general(struct net_shared *sh, struct reply_buf *out)
     s->listen_disabled = atomic_load(&sh->listen_disabled_num);
     s->accepting = atomic_load(&sh->accepting);
     s->rbuf_count = curr;
+    cache_crawler_status(&s->crawler);
+    s->maintainer = cache_maintainer();
 
 #define STATS_LINE(name, fmt, ...) reply_printf(out, "STAT " #name " " fmt "\r\n", __VA_ARGS__);
 #define STATS_LINE_IF(cond, name, fmt, ...) \
@@ -222,48 +226,55 @@ stats_text_sub(struct net_shared *sh, const char *name, size_t len, struct reply
     return true;
 }
 
-/* name, value: `stats items` per class, memcached's keys and order. */
-#define STATS_ITEMS(X)                                 \
-    X(number, cs.number)                               \
-    X(number_hot, cs.number_hot)                       \
-    X(number_warm, cs.number_warm)                     \
-    X(number_cold, cs.number_cold)                     \
-    X(age_hot, 0)                                      \
-    X(age_warm, 0)                                     \
-    X(age, 0)                                          \
-    X(mem_requested, cs.mem_requested)                 \
-    X(evicted, cs.ops.evictions)                       \
-    X(evicted_nonzero, 0)                              \
-    X(evicted_time, 0)                                 \
-    X(outofmemory, cs.ops.outofmemory)                 \
-    X(tailrepairs, 0)                                  \
-    X(reclaimed, cs.ops.reclaimed)                     \
-    X(expired_unfetched, cs.ops.expired_unfetched)     \
-    X(evicted_unfetched, cs.ops.evicted_unfetched)     \
-    X(evicted_active, cs.ops.evicted_active)           \
-    X(crawler_reclaimed, 0)                            \
-    X(crawler_items_checked, 0)                        \
-    X(lrutail_reflocked, 0)                            \
-    X(moves_to_cold, cs.ops.moves_to_cold)             \
-    X(moves_to_warm, cs.ops.moves_to_warm)             \
-    X(moves_within_lru, cs.ops.moves_within_lru)       \
-    X(direct_reclaims, 0)                              \
-    X(hits_to_hot, 0)                                  \
-    X(hits_to_warm, 0)                                 \
-    X(hits_to_cold, 0)                                 \
-    X(hits_to_temp, 0)
+/* name, value, condition: `stats items` per class, memcached's keys, order
+ * and conditions (the segment counts, ages and moves only with its LRU
+ * maintainer; number_temp only with the temporary LRU on). */
+#define STATS_ITEMS(X)                                          \
+    X(number, cs.number, true)                                  \
+    X(number_hot, cs.number_hot, mt)                            \
+    X(number_warm, cs.number_warm, mt)                          \
+    X(number_cold, cs.number_cold, mt)                          \
+    X(number_temp, cs.number_temp, mt && lru.temp_lru)          \
+    X(age_hot, 0, mt)                                           \
+    X(age_warm, 0, mt)                                          \
+    X(age, 0, true)                                             \
+    X(mem_requested, cs.mem_requested, true)                    \
+    X(evicted, cs.ops.evictions, true)                          \
+    X(evicted_nonzero, cs.ops.evicted_nonzero, true)            \
+    X(evicted_time, 0, true)                                    \
+    X(outofmemory, cs.ops.outofmemory, true)                    \
+    X(tailrepairs, 0, true)                                     \
+    X(reclaimed, cs.ops.reclaimed, true)                        \
+    X(expired_unfetched, cs.ops.expired_unfetched, true)        \
+    X(evicted_unfetched, cs.ops.evicted_unfetched, true)        \
+    X(evicted_active, cs.ops.evicted_active, mt)                \
+    X(crawler_reclaimed, cs.ops.crawler_reclaimed, true)        \
+    X(crawler_items_checked, cs.ops.crawler_items_checked, true) \
+    X(lrutail_reflocked, cs.ops.lrutail_reflocked, true)        \
+    X(moves_to_cold, cs.ops.moves_to_cold, mt)                  \
+    X(moves_to_warm, cs.ops.moves_to_warm, mt)                  \
+    X(moves_within_lru, cs.ops.moves_within_lru, mt)            \
+    X(direct_reclaims, cs.ops.direct_reclaims, mt)              \
+    X(hits_to_hot, cs.ops.hits_to_hot, mt)                      \
+    X(hits_to_warm, cs.ops.hits_to_warm, mt)                    \
+    X(hits_to_cold, cs.ops.hits_to_cold, mt)                    \
+    X(hits_to_temp, cs.ops.hits_to_temp, mt)
 
 void
 stats_text_items(struct reply_buf *out)
 {
     unsigned n = cache_class_count();
+    bool mt = cache_maintainer();
+    struct cache_lru_tuning lru;
+    cache_lru_get(&lru);
     for (unsigned i = 0; i < n; i++) {
         struct cache_class_stats cs;
         cache_class_stats_get(i, &cs);
         if (cs.number == 0)
             continue;
-#define ITEMS_LINE(name, value) \
-        reply_printf(out, "STAT items:%u:" #name " %llu\r\n", cs.id, U64(value));
+#define ITEMS_LINE(name, value, cond) \
+        if (cond)                     \
+            reply_printf(out, "STAT items:%u:" #name " %llu\r\n", cs.id, U64(value));
         STATS_ITEMS(ITEMS_LINE)
 #undef ITEMS_LINE
     }

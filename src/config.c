@@ -148,12 +148,13 @@ config_validate(struct config *cfg, FILE *notices, char *err, size_t errlen, int
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
                            "slab_chunk_max (bytes: %u) must divide evenly into %u (slab_page_size)",
                            cfg->cache.slab_chunk_max, CONFIG_PAGE_SIZE);
-    if (cfg->compat.hot_lru_pct + cfg->compat.warm_lru_pct > 80)
+    if (cfg->cache.hot_lru_pct + cfg->cache.warm_lru_pct > 80)
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
                            "hot_lru_pct + warm_lru_pct cannot be more than 80%% combined");
     if (config_given(cfg, "temporary_ttl") && !cfg->cache.lru_maintainer)
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
                            "temporary_ttl requires lru_maintainer to be enabled");
+    cfg->cache.temp_lru = config_given(cfg, "temporary_ttl"); /* as memcached: it turns it on */
     /* memcached speaks it; here it would be silence, so refuse at start-up. */
     if (cfg->net.protocol == NET_PROTOCOL_BINARY)
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
@@ -196,6 +197,44 @@ config_man(FILE *out)
 
 /* Lines of `stats settings` that are no row's value: live state, or
  * derived from several rows as memcached derives them. */
+/* The cache's knobs that commands turn at run time (cache_memlimit, lru,
+ * lru_crawler): memcached's `stats settings` shows them as they are now. */
+static bool
+config_live_cache(const char *name, char *buf, size_t len)
+{
+    struct cache_lru_tuning lru;
+    struct cache_crawler_status cs;
+    struct cache_stats st;
+    cache_lru_get(&lru);
+    cache_crawler_status(&cs);
+    if (strcmp(name, "maxbytes") == 0) {
+        cache_stats_get(&st);
+        snprintf(buf, len, "%llu", (unsigned long long)st.limit_maxbytes);
+    } else if (strcmp(name, "lru_crawler") == 0)
+        snprintf(buf, len, "%s", cs.enabled ? "yes" : "no");
+    else if (strcmp(name, "lru_crawler_sleep") == 0)
+        snprintf(buf, len, "%u", cs.sleep_us);
+    else if (strcmp(name, "lru_crawler_tocrawl") == 0)
+        snprintf(buf, len, "%u", cs.tocrawl);
+    else if (strcmp(name, "lru_segmented") == 0)
+        snprintf(buf, len, "%s", lru.segmented ? "yes" : "no");
+    else if (strcmp(name, "hot_lru_pct") == 0)
+        snprintf(buf, len, "%u", lru.hot_pct);
+    else if (strcmp(name, "warm_lru_pct") == 0)
+        snprintf(buf, len, "%u", lru.warm_pct);
+    else if (strcmp(name, "hot_max_factor") == 0)
+        snprintf(buf, len, "%.2f", lru.hot_max_factor);
+    else if (strcmp(name, "warm_max_factor") == 0)
+        snprintf(buf, len, "%.2f", lru.warm_max_factor);
+    else if (strcmp(name, "temp_lru") == 0)
+        snprintf(buf, len, "%s", lru.temp_lru ? "yes" : "no");
+    else if (strcmp(name, "temporary_ttl") == 0)
+        snprintf(buf, len, "%u", lru.temp_ttl);
+    else
+        return false;
+    return true;
+}
+
 static bool
 config_live(void *arg, const char *name, char *buf, size_t len)
 {
@@ -212,6 +251,8 @@ config_live(void *arg, const char *name, char *buf, size_t len)
                                      ? "yes" : "no"); /* -D turns it on */
     else if (strcmp(name, "hash_algorithm") == 0)
         snprintf(buf, len, "xxh3"); /* whatever -o hash_algorithm said */
+    else if (cache_class_count() > 0 && config_live_cache(name, buf, len))
+        return true;
     else if (strcmp(name, "lru_segmented") == 0)
         snprintf(buf, len, "%s", cfg->cache.lru_maintainer ? "yes" : "no");
     else if (strcmp(name, "slab_automove") == 0 && cache_class_count() > 0)

@@ -45,10 +45,6 @@
     X(bool, extended, .flag = 'o', .name = "extended", .type = OPTION_SUBOPTS, .arg = "<opts>", \
       .help = "comma separated list of extended options (below)")
 
-#define CONFIG_NOTICE_LRU "-o " \
-    "lru_crawler_sleep, lru_crawler_tocrawl, hot_lru_pct, warm_lru_pct, hot_max_factor, " \
-    "warm_max_factor, temporary_ttl: accepted and shown in stats settings; fleetcached's " \
-    "LRU and reclaimer do not take these knobs"
 #define CONFIG_NOTICE_EXT "-o ext_*: fleetcached has no external storage (extstore); " \
     "every item stays in memory"
 #define CONFIG_NOTICE_SSL "-o ssl_*: fleetcached has no TLS (-Z is refused); ignored"
@@ -97,37 +93,6 @@
       .bad = "Cannot set tail_repair_time to less than 10 seconds",                             \
       .missing = "Missing numeric argument for %s", .exit = 1,                                  \
       .notice = "-o tail_repair_time: item references cannot leak here; nothing to repair")     \
-    X(int, lru_crawler_sleep, .name = "lru_crawler_sleep", .sub = true, .type = OPTION_INT,     \
-      .arg = "<us>", .def = "100", .min = 0, .max = 1000000,                                    \
-      .help = "microseconds to sleep between items (accepted)", .stat = "lru_crawler_sleep",    \
-      .bad = "LRU crawler sleep must be between 0 and 1 second",                                \
-      .missing = "Missing lru_crawler_sleep value", .exit = 1, .notice = CONFIG_NOTICE_LRU)     \
-    X(uint32_t, lru_crawler_tocrawl, .name = "lru_crawler_tocrawl", .sub = true,                \
-      .type = OPTION_INT, .arg = "<num>", .def = "0", .min = 0, .max = UINT32_MAX,             \
-      .help = "max items to crawl per slab per run (accepted)", .stat = "lru_crawler_tocrawl", \
-      .bad = "lru_crawler_tocrawl takes a numeric 32bit value",                                 \
-      .missing = "Missing lru_crawler_tocrawl value", .exit = 1, .notice = CONFIG_NOTICE_LRU)   \
-    X(int, hot_lru_pct, .name = "hot_lru_pct", .sub = true, .type = OPTION_INT, .arg = "<pct>", \
-      .def = "20", .min = 1, .max = 79, .help = "pct of slab memory for the hot LRU (accepted)", \
-      .stat = "hot_lru_pct", .bad = "hot_lru_pct must be > 1 and < 80", .exit = 1,              \
-      .notice = CONFIG_NOTICE_LRU)                                                              \
-    X(int, warm_lru_pct, .name = "warm_lru_pct", .sub = true, .type = OPTION_INT,               \
-      .arg = "<pct>", .def = "40", .min = 1, .max = 79,                                         \
-      .help = "pct of slab memory for the warm LRU (accepted)", .stat = "warm_lru_pct",        \
-      .bad = "warm_lru_pct must be > 1 and < 80", .exit = 1, .notice = CONFIG_NOTICE_LRU)       \
-    X(double, hot_max_factor, .name = "hot_max_factor", .sub = true, .type = OPTION_FLOAT,      \
-      .arg = "<num>", .def = "0.2", .min = 0, .min_open = true,                                 \
-      .help = "items idle > cold lru age * this drop from hot (accepted)",                     \
-      .stat = "hot_max_factor", .bad = "hot_max_factor must be > 0", .exit = 1,                 \
-      .notice = CONFIG_NOTICE_LRU)                                                              \
-    X(double, warm_max_factor, .name = "warm_max_factor", .sub = true, .type = OPTION_FLOAT,    \
-      .arg = "<num>", .def = "2.0", .min = 0, .min_open = true,                                 \
-      .help = "items idle > cold lru age * this drop from warm (accepted)",                    \
-      .stat = "warm_max_factor", .bad = "warm_max_factor must be > 0", .exit = 1,               \
-      .notice = CONFIG_NOTICE_LRU)                                                              \
-    X(int, temporary_ttl, .name = "temporary_ttl", .sub = true, .type = OPTION_INT,             \
-      .arg = "<secs>", .def = "61", .help = "TTLs below get a separate LRU (accepted)",         \
-      .stat = "temporary_ttl", .exit = 1, .notice = CONFIG_NOTICE_LRU)                          \
     X(uint32_t, watcher_logbuf_size, .name = "watcher_logbuf_size", .sub = true,                \
       .type = OPTION_INT, .arg = "<kb>", .def = "256", .unit = 1024, .min = 0,                 \
       .max = UINT32_MAX / 1024, .help = "size in kilobytes of per-watcher write buffer",       \

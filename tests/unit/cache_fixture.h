@@ -18,7 +18,7 @@ fx_options(uint64_t mem_mb)
     cache_options_default(&o);
     o.mem_limit = mem_mb << 20;
     o.hashpower = 10;
-    o.lru_crawler = o.lru_maintainer = false; /* tests run maintenance by hand */
+    o.manual = true; /* tests run maintenance by hand */
     return o;
 }
 

@@ -62,7 +62,7 @@ start(const char *key_file, uint32_t ring_size)
     cache_options_default(&co);
     co.mem_limit = 16 << 20;
     co.hashpower = 10;
-    co.lru_crawler = co.lru_maintainer = false;
+    co.manual = true;
     cr_assert(cache_setup(&co, err, sizeof(err)), "%s", err);
 
     fp = socket(AF_INET, SOCK_DGRAM, 0);

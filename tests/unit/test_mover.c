@@ -301,7 +301,7 @@ Test(mover, a_requested_move_rescues_live_items_into_free_chunks, .timeout = 30)
 Test(mover, a_background_move_waits_for_a_reader_and_never_frees_under_it, .timeout = 60)
 {
     struct cache_options o = options(8);
-    o.lru_maintainer = true;
+    o.manual = false; /* the maintenance thread runs the move */
     fx_start(&o);
     for (unsigned i = 0; i < 3 * PER_PAGE; i++)
         cr_assert_eq(put("a", i, 1000), CACHE_OK);

@@ -18,7 +18,7 @@ setup_cache(void)
     clock_setup();
     struct cache_options o;
     cache_options_default(&o);
-    o.lru_crawler = o.lru_maintainer = false;
+    o.manual = true;
     char err[256];
     cr_assert(cache_setup(&o, err, sizeof(err)), "%s", err);
 }

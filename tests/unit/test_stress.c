@@ -95,7 +95,7 @@ reassign(void *arg)
 Test(stress, threads_hammering_a_small_cache_keep_every_invariant, .timeout = 240)
 {
     struct cache_options o = fx_options(4);
-    o.lru_maintainer = true;
+    o.manual = false; /* the maintenance thread runs against the workers */
     o.slab_chunk_max = 16 * 1024;
     o.slab_automove = 2;
     fx_start(&o);
