@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "net/cmd_internal.h"
+#include "net/prefix.h"
 #include "net/stats_text.h"
+#include "net/watch.h"
 #include "src/clock.h"
 #include "src/log.h"
 
@@ -80,7 +82,12 @@ static void cmd_slabs(struct conn *c, struct proto_request *req, const struct cm
     X("stats", cmd_stats, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                         \
     X("quit", cmd_quit, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                           \
     X("shutdown", cmd_shutdown, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                   \
-    X("slabs", cmd_slabs, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)
+    X("slabs", cmd_slabs, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                         \
+    X("lru_crawler", cmd_lru_crawler, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)             \
+    X("watch", cmd_watch, 0, 0, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)                       \
+    X("lru", cmd_lru, 0, 3, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)                           \
+    X("cache_memlimit", cmd_cache_memlimit, 0, 3, 4, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)     \
+    X("extstore", cmd_extstore, 0, 3, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)
 
 static const struct cmd_row cmd_table[] = {
 #define CMD_ROW(name, handler, arg, min, max, arity_err, reply, key, shape, publish) \
@@ -242,6 +249,11 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
             lookups++;
             struct item *it = touch ? cache_get_touch(key->p, key->len, exptime)
                                     : cache_get(key->p, key->len);
+            if (prefix_enabled())
+                prefix_record_get(key->p, key->len, it != NULL);
+            if (watch_wants(WATCH_KIND(FETCHERS)))
+                watch_fetch(key->p, key->len, it ? WATCH_FOUND : WATCH_NOT_FOUND,
+                            it ? item_class_id(it) : 0, it ? item_nbytes(it) - 2 : 0, c->fd);
             if (it != NULL)
                 reply_value(&c->out, it, with_cas); /* the reference moves to out */
         }
@@ -285,10 +297,14 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         cmd_out(c, "CLIENT_ERROR bad command line format");
         return;
     }
+    if (prefix_enabled())
+        prefix_record_set(key->p, key->len);
 
     struct item *it = NULL;
     enum cache_result r = cache_alloc(&it, key->p, key->len, flags, exptime, (uint32_t)vlen);
     if (r != CACHE_OK) {
+        if (watch_wants(WATCH_KIND(MUTATIONS)))
+            watch_store(key->p, key->len, op, r, 0, 0, 0, c->fd);
         if (r == CACHE_TOO_LARGE) {
             NET_STAT_ADD(c->w, store_too_large, 1);
             cmd_out(c, reply_result_line(CACHE_TOO_LARGE));
@@ -316,6 +332,20 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     c->nread_noreply = c->noreply;
     c->noreply = false;
     c->state = CONN_NREAD;
+}
+
+void
+cmd_watch_store(const struct conn *c, const struct item *it, enum cache_store_op op,
+                enum cache_result r)
+{
+    /* memcached prints the TTL as its unsigned rel time minus now: an item
+     * stored already expired shows as a huge number, as there. */
+    int64_t exp = item_exptime_unix(it);
+    uint32_t now = clock_now();
+    uint32_t ttl = exp == 0 ? 0 : exp < 0 ? 1u - now
+                                          : (uint32_t)(exp - (int64_t)clock_process_started() - now);
+    watch_store(item_key(it), item_nkey(it), op, r, ttl, item_class_id(it), item_nbytes(it) - 2,
+                c->fd);
 }
 
 void
@@ -354,6 +384,8 @@ cmd_complete_nread_one(struct conn *c)
     }
     enum cache_store_op op = c->nread_op;
     enum cache_result r = cache_store(it, op, c->nread_cas, NULL);
+    if (watch_wants(WATCH_KIND(MUTATIONS)))
+        cmd_watch_store(c, it, op, r);
     cmd_out(c, reply_result_line(r));
     /* Without a listener the value hash is never read, and hashing a 64 KiB
      * value costs a tenth of the set. */
@@ -387,6 +419,8 @@ static void
 cmd_delete(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     const struct proto_token *key = &req->tokens[1];
+    if (prefix_enabled())
+        prefix_record_delete(key->p, key->len);
     enum cache_result r = cache_delete(key->p, key->len);
     cmd_out(c, r == CACHE_OK ? "DELETED" : reply_result_line(r));
     cmd_publish(c, row, r, key->p, key->len, false, 0);
@@ -501,23 +535,6 @@ cmd_shutdown(struct conn *c, struct proto_request *req, const struct cmd_row *ro
 }
 
 static void
-cmd_stats_detail(struct conn *c, const struct proto_request *req)
-{
-    /* Per-prefix stats are not kept; the sub-command answers as memcached's
-     * does with nothing recorded. */
-    if (req->ntokens < 4) {
-        reply_line(&c->out, "CLIENT_ERROR usage: stats detail on|off|dump");
-    } else if (proto_token_is(&req->tokens[2], "on") ||
-               proto_token_is(&req->tokens[2], "off")) {
-        reply_line(&c->out, "OK");
-    } else if (proto_token_is(&req->tokens[2], "dump")) {
-        reply_line(&c->out, "END");
-    } else {
-        reply_line(&c->out, "CLIENT_ERROR usage: stats detail on|off|dump");
-    }
-}
-
-static void
 cmd_stats(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     struct net_shared *sh = c->w->shared;
@@ -528,9 +545,14 @@ cmd_stats(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     const struct proto_token *sub = &req->tokens[1];
     if (proto_token_is(sub, "reset")) {
         stats_text_reset(sh);
+        prefix_clear();
         reply_line(&c->out, "RESET");
     } else if (proto_token_is(sub, "detail")) {
         cmd_stats_detail(c, req);
+    } else if (proto_token_is(sub, "cachedump")) {
+        cmd_stats_cachedump(c, req);
+    } else if (proto_token_is(sub, "extstore")) {
+        reply_add(&c->out, "END\r\n", 5); /* memcached with extstore unused */
     } else if (proto_token_is(sub, "settings")) {
         stats_text_settings(sh, &c->out);
     } else if (proto_token_is(sub, "items")) {

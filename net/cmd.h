@@ -18,4 +18,9 @@ cmd_dispatch(struct conn *c, struct proto_request *req);
 void
 cmd_complete_nread(struct conn *c);
 
+/* CONN_DUMP: one bounded step of a key dump (lru_crawler metadump) into
+ * c->out; true when it finished (END queued, back to CONN_PARSE). */
+bool
+cmd_dump_step(struct conn *c);
+
 #endif

@@ -81,4 +81,18 @@ void cmd_mn(struct conn *c, struct proto_request *req, const struct cmd_row *row
 void
 cmd_ms_complete(struct conn *c, struct item *it, bool chunk_ok);
 
+/* Tells `watch mutations` about a store of it (cmd.c). */
+void
+cmd_watch_store(const struct conn *c, const struct item *it, enum cache_store_op op,
+                enum cache_result r);
+
+/* The operator's commands (cmd_admin.c). */
+void cmd_lru_crawler(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_watch(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_lru(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_cache_memlimit(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_extstore(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void cmd_stats_cachedump(struct conn *c, struct proto_request *req);
+void cmd_stats_detail(struct conn *c, const struct proto_request *req);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "net/cmd.h"
 #include "net/proto.h"
+#include "net/watch.h"
 #include "src/clock.h"
 #include "src/log.h"
 
@@ -29,6 +30,8 @@
 /* Back-pressure bound: once this much output is queued and unsent, stop
  * parsing and write; if the socket will not take it, stop reading. */
 #define CONN_OUT_HIGH (1024 * 1024)
+/* A watcher takes this much of its log lines per step. */
+#define CONN_WATCH_CHUNK (64 * 1024)
 
 enum conn_stop {
     STOP_WAIT_READ,     /* need bytes the socket does not have yet */
@@ -137,6 +140,7 @@ conn_destroy(struct conn *c)
 
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->idle);
+    watch_remove(c->watch);
     cache_release(&c->nread_it);
     reply_buf_deinit(&c->out);
     log_debug("<%d connection closed.", c->fd);
@@ -285,6 +289,29 @@ conn_process(struct conn *c)
         }
         if (c->out.pending > CONN_OUT_HIGH)
             return STOP_FULL;
+        if (c->state == CONN_WATCH || c->state == CONN_DUMP) {
+            if (reqs >= budget) {
+                NET_STAT_ADD(c->w, conn_yields, 1);
+                return STOP_YIELD;
+            }
+            reqs++;
+            if (c->state == CONN_DUMP) {
+                (void)cmd_dump_step(c);
+                continue;
+            }
+            if (watch_drain(c->watch, &c->out, CONN_WATCH_CHUNK) > 0)
+                continue;
+            /* A watcher's input is ignored, as memcached's is; reading it
+             * still tells when the client went away. */
+            c->rstart = c->rend = 0;
+            struct iovec iov = {.iov_base = c->rbuf, .iov_len = c->rcap};
+            ssize_t got = conn_readv(c, &iov, 1);
+            if (got == 0)
+                return STOP_WAIT_READ;
+            if (got < 0)
+                return STOP_CLOSE;
+            continue;
+        }
         if (c->state != CONN_PARSE) {
             if (!conn_fill_block(c, &stop, &drained))
                 return stop;
@@ -385,6 +412,12 @@ conn_run(struct conn *c)
         return;
     }
     conn_destroy(c);
+}
+
+void
+conn_kick(struct conn *c)
+{
+    conn_run(c);
 }
 
 static void

@@ -25,9 +25,11 @@ enum conn_state {
     CONN_PARSE,     /* reading command lines */
     CONN_NREAD,     /* reading a storage command's data block into its item */
     CONN_SWALLOW,   /* discarding the data block of a refused store */
+    CONN_WATCH,     /* a `watch` log stream: input ignored, lines sent */
+    CONN_DUMP,      /* an `lru_crawler metadump` running in steps */
 };
 /* stat_state also says "waiting to write" (memcached's conn_mwrite). */
-#define CONN_STAT_MWRITE 3
+#define CONN_STAT_MWRITE 16
 
 struct conn {
     int fd;
@@ -60,6 +62,9 @@ struct conn {
     /* CONN_SWALLOW: bytes still to discard. */
     size_t swallow_left;
 
+    struct watch *watch;            /* CONN_WATCH (watch.h), else NULL */
+    struct cache_walk dump_walk;    /* CONN_DUMP's cursor */
+
     char peer[64];
     const char *listen_name;
     struct conn *prev, *next;
@@ -69,6 +74,11 @@ struct conn {
  * thread and starts reading. Closes fd and returns false on OOM. */
 bool
 conn_create(struct worker *w, int fd, const char *listen_name);
+
+/* Runs a pass of c from outside its io watcher (another watcher on the
+ * same worker, e.g. a watch's wake-up). May destroy c. */
+void
+conn_kick(struct conn *c);
 
 /* Worker shutdown: flush what is queued, then close (quietly). */
 void

@@ -16,6 +16,8 @@
 
 #include "net/conn.h"
 #include "net/listener.h"
+#include "net/prefix.h"
+#include "net/watch.h"
 #include "src/log.h"
 
 /* Workers get this long to flush in-flight replies at shutdown. */
@@ -241,6 +243,8 @@ net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_
         shared.opts.version = "unknown";
     shared.started = time(NULL);
     pthread_mutex_init(&shared.reset_lock, NULL);
+    prefix_setup(shared.opts.stat_key_prefix, shared.opts.detail_enabled);
+    cache_set_evict_hook(watch_evicted);
     main_loop = loop;
 
     if (!listener_open(&shared, err, errlen)) {
@@ -374,6 +378,8 @@ net_teardown(void)
         pthread_mutex_destroy(&w->conns_lock);
     }
     listener_close();
+    cache_set_evict_hook(NULL);
+    prefix_teardown();
     if (main_loop != NULL)
         ev_async_stop(main_loop, &stopped_async);
     free(shared.workers);
@@ -381,6 +387,12 @@ net_teardown(void)
     shared.nworkers = 0;
     pthread_mutex_destroy(&shared.reset_lock);
     set_up = false;
+}
+
+bool
+net_stats_detail_enabled(void)
+{
+    return prefix_enabled();
 }
 
 int

@@ -120,6 +120,7 @@ enum net_protocol { NET_PROTOCOL_AUTO, NET_PROTOCOL_BINARY, NET_PROTOCOL_ASCII }
 
 struct net_options {
     NET_OPTIONS(OPTION_FIELD, OPTION_SKIP)
+    bool detail_enabled;        /* -D given: `stats detail` records from the start */
     /* Set by main, not by options. */
     const char *version;        /* for "version" and `stats version` */
     const char *product_version;/* fleetcache's own, `stats fleetcache_version` */
@@ -140,6 +141,10 @@ extern const size_t net_option_nrows;
  * ...) and no hooks. */
 void
 net_options_default(struct net_options *opts);
+
+/* Whether `stats detail` records now (-D, `stats detail on|off`). */
+bool
+net_stats_detail_enabled(void);
 
 /* Binds the listeners and starts the worker threads. The acceptor's
  * watchers are registered on loop (the caller's, usually the default loop).

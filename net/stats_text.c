@@ -346,6 +346,8 @@ stats_state_name(int state)
     case CONN_PARSE: return "conn_parse_cmd";
     case CONN_NREAD: return "conn_nread";
     case CONN_SWALLOW: return "conn_swallow";
+    case CONN_WATCH:
+    case CONN_DUMP: return "conn_watch";
     default: return "conn_mwrite";
     }
 }

@@ -155,6 +155,7 @@ config_validate(struct config *cfg, FILE *notices, char *err, size_t errlen, int
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
                            "temporary_ttl requires lru_maintainer to be enabled");
     cfg->cache.temp_lru = config_given(cfg, "temporary_ttl"); /* as memcached: it turns it on */
+    cfg->net.detail_enabled = config_given(cfg, "stat_key_prefix"); /* -D turns it on */
     /* memcached speaks it; here it would be silence, so refuse at start-up. */
     if (cfg->net.protocol == NET_PROTOCOL_BINARY)
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
@@ -247,8 +248,7 @@ config_live(void *arg, const char *name, char *buf, size_t len)
         snprintf(buf, len, "%u", cfg->net.listen != NULL && strchr(cfg->net.listen, ',')
                                      ? 1u : cfg->net.threads);
     else if (strcmp(name, "detail_enabled") == 0)
-        snprintf(buf, len, "%s", option_given(cfg->groups, CONFIG_NGROUPS, "stat_key_prefix")
-                                     ? "yes" : "no"); /* -D turns it on */
+        snprintf(buf, len, "%s", net_stats_detail_enabled() ? "yes" : "no");
     else if (strcmp(name, "hash_algorithm") == 0)
         snprintf(buf, len, "xxh3"); /* whatever -o hash_algorithm said */
     else if (cache_class_count() > 0 && config_live_cache(name, buf, len))
