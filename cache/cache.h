@@ -268,7 +268,9 @@ cache_touch(const char *key, size_t nkey, int64_t exptime);
 
 /* Invalidates every item now (delay 0) or at now + delay seconds (or at the
  * absolute unix time, as memcached reads large delays). Lazy: memory is
- * reclaimed by later allocation and the maintenance thread. */
+ * reclaimed by later allocation and the maintenance thread. An absolute
+ * time before start-up flushes nothing and cancels a pending delayed flush,
+ * as in memcached. */
 void
 cache_flush(int64_t delay);
 

@@ -134,8 +134,17 @@ void
 cache_flush(int64_t delay)
 {
     uint32_t now = clock_now();
+    uint32_t rel = delay > 0 ? item_realtime(delay) : now;
+    if (rel <= 1) {
+        /* An absolute time before start-up: memcached's realtime() gives 1,
+         * its oldest_live becomes 0, which means "no flush" — nothing is
+         * flushed and a delayed flush still pending is forgotten. Kept as
+         * memcached has it, so a fleet of both agrees (README). */
+        atomic_store(&cache.flush_at, 0);
+        return;
+    }
     /* memcached marks "oldest live" one second before the deadline. */
-    uint32_t at = delay > 0 ? item_realtime(delay) - 1 : now;
+    uint32_t at = delay > 0 ? rel - 1 : now;
     if (at <= now) {
         atomic_store(&cache.flush_at, 0);
         /* memcached spends one CAS id on the mark; clients see the gap. */

@@ -390,3 +390,21 @@ Test(cache, maintenance_reclaims_expired_items)
     cr_expect_eq(st.ops.expired_unfetched, 100);
     fx_verify();
 }
+
+Test(cache, flush_all_at_an_absolute_time_before_start_up_flushes_nothing)
+{
+    fx_set("a", "1");
+    cache_flush(100);             /* pending, then forgotten as memcached forgets it */
+    cache_flush(1000000000);      /* 2001: long before this process started */
+    fx_expect("a", "1");
+    fx_advance(200);
+    fx_expect("a", "1");
+}
+
+Test(cache, flush_all_at_an_absolute_time_after_start_up_flushes)
+{
+    fx_set("a", "1");
+    fx_advance(10);
+    cache_flush((int64_t)clock_process_started() + clock_now() - 1);
+    fx_expect("a", NULL);
+}
