@@ -120,3 +120,45 @@ Test(lru, segment_counts_add_up)
     cr_expect_leq(cs.number_hot, cs.number * 20 / 100 + 1);
     fx_verify();
 }
+
+Test(lru, short_ttls_go_to_the_temporary_lru_when_it_is_on)
+{
+    struct cache_lru_tuning t;
+    cache_lru_get(&t);
+    t.temp_lru = true;
+    t.temp_ttl = 60;
+    cache_lru_set(&t);
+    cr_assert_eq(fx_set_ttl("short", "v", 30), CACHE_OK);
+    cr_assert_eq(fx_set_ttl("long", "v", 3600), CACHE_OK);
+    cr_assert_eq(fx_set("never", "v"), CACHE_OK);
+    struct cache_class_stats cs;
+    cache_class_stats_get(0, &cs);
+    cr_expect_eq(cs.number_temp, 1);
+    cr_expect_eq(cs.number, 3);
+    fx_verify();
+}
+
+Test(lru, flat_mode_keeps_every_item_in_cold)
+{
+    struct cache_lru_tuning t;
+    cache_lru_get(&t);
+    t.segmented = false;
+    cache_lru_set(&t);
+    for (unsigned i = 0; i < 100; i++)
+        put("flat", i);
+    struct cache_class_stats cs;
+    cache_class_stats_get(3, &cs); /* 100-byte values: the 192-byte class */
+    cr_expect_eq(cs.number, 100);
+    cr_expect_eq(cs.number_cold, 100);
+    cr_expect_eq(cs.number_hot + cs.number_warm, 0);
+}
+
+Test(lru, a_hit_is_counted_by_the_segment_it_was_in)
+{
+    put("h", 1);
+    cr_assert(has("h", 1));
+    struct cache_class_stats cs;
+    cache_class_stats_get(3, &cs);
+    cr_expect_eq(cs.ops.hits_to_hot + cs.ops.hits_to_warm + cs.ops.hits_to_cold, 1);
+    cr_expect_eq(cs.ops.hits_to_temp, 0);
+}
