@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/watch.h"
 #include "src/clock.h"
 
 /* Everything the general table reads, gathered once per request. */
@@ -32,6 +33,7 @@ struct stats_snapshot {
     uint64_t rbuf_count;
     struct cache_crawler_status crawler;
     bool maintainer;
+    struct watch_stats watch;
 };
 
 #define U64(x) ((unsigned long long)(x))
@@ -111,10 +113,10 @@ struct stats_snapshot {
     XIF(s->maintainer, lru_maintainer_juggles, "%d", 0)                        \
     X(malloc_fails, "%llu", U64(s->cache.malloc_fails))                        \
     X(log_worker_dropped, "%d", 0)                                             \
-    X(log_worker_written, "%d", 0)                                             \
-    X(log_watcher_skipped, "%d", 0)                                            \
-    X(log_watcher_sent, "%d", 0)                                               \
-    X(log_watchers, "%d", 0)                                                   \
+    X(log_worker_written, "%llu", U64(s->watch.written))                       \
+    X(log_watcher_skipped, "%llu", U64(s->watch.skipped))                      \
+    X(log_watcher_sent, "%llu", U64(s->watch.sent))                            \
+    X(log_watchers, "%u", s->watch.watchers)                                   \
     X(unexpected_napi_ids, "%d", 0)                                            \
     X(round_robin_fallback, "%d", 0)                                           \
     X(bytes, "%llu", U64(s->cache.bytes))                                      \
@@ -180,6 +182,7 @@ stats_text_general(struct net_shared *sh, struct reply_buf *out)
     s->rbuf_count = curr;
     cache_crawler_status(&s->crawler);
     s->maintainer = cache_maintainer();
+    watch_stats_get(&s->watch);
 
 #define STATS_LINE(name, fmt, ...) reply_printf(out, "STAT " #name " " fmt "\r\n", __VA_ARGS__);
 #define STATS_LINE_IF(cond, name, fmt, ...) \
