@@ -4,7 +4,10 @@
 FC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FC_PACKAGES="build-essential autoconf automake pkg-config libev-dev libxxhash-dev
   libcriterion-dev libsodium-dev memcached libmemcached-tools python3-pymemcache
-  nftables iproute2 debhelper dpkg-dev fakeroot lintian"
+  nftables iproute2 debhelper dpkg-dev fakeroot lintian php-cli php-memcached php-memcache
+  nodejs"
+# Debian packages npm apart from nodejs; nodesource's nodejs brings its own.
+command -v npm >/dev/null 2>&1 || FC_PACKAGES="$FC_PACKAGES npm"
 
 fc_install_missing() {
     local missing="" p
