@@ -144,6 +144,13 @@ cmd_find(const struct proto_token *name)
 static void cmd_dispatch_one(struct conn *c, struct proto_request *req);
 static void cmd_complete_nread_one(struct conn *c);
 
+const struct cmd_row *
+cmd_row_named(const char *name)
+{
+    struct proto_token t = { name, strlen(name) };
+    return cmd_find(&t);
+}
+
 /* memcached's last resort for a command it does not know: a request line
  * whose last token starts "HTTP/" closes the connection. Its dispatch goes
  * by first letter, so a name starting g s a c i d t, or any two-letter m

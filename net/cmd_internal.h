@@ -81,6 +81,11 @@ void cmd_mn(struct conn *c, struct proto_request *req, const struct cmd_row *row
 void
 cmd_ms_complete(struct conn *c, struct item *it, bool chunk_ok);
 
+/* The table's row for a command name, or NULL: the binary protocol
+ * publishes by its text twin's row. */
+const struct cmd_row *
+cmd_row_named(const char *name);
+
 /* Tells `watch mutations` about a store of it (cmd.c). */
 void
 cmd_watch_store(const struct conn *c, const struct item *it, enum cache_store_op op,

@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "net/binary.h"
 #include "net/cmd.h"
 #include "net/proto.h"
 #include "net/watch.h"
@@ -266,6 +267,18 @@ conn_fill_block(struct conn *c, enum conn_stop *stop, bool *drained)
     return true;
 }
 
+/* memcached's -B auto: a first byte of 0x80 (the binary request magic)
+ * makes the connection binary for good; -B binary and -B ascii decide
+ * without looking. */
+static void
+conn_choose_protocol(struct conn *c)
+{
+    int proto = c->w->shared->opts.protocol;
+    c->binary = proto == NET_PROTOCOL_BINARY ||
+                (proto == NET_PROTOCOL_AUTO && (uint8_t)c->rbuf[c->rstart] == BIN_REQ_MAGIC);
+    c->proto_known = true;
+}
+
 /* Parses and runs commands until input runs out, output is above the
  * bound, the -R budget is spent, or the connection must close. */
 static enum conn_stop
@@ -315,10 +328,12 @@ conn_process(struct conn *c)
         if (c->state != CONN_PARSE) {
             if (!conn_fill_block(c, &stop, &drained))
                 return stop;
-            if (c->state == CONN_NREAD)
-                cmd_complete_nread(c);
-            else
+            if (c->state != CONN_NREAD)
                 c->state = CONN_PARSE;
+            else if (c->binary)
+                bin_complete_nread(c);
+            else
+                cmd_complete_nread(c);
             reqs++;
             continue;
         }
@@ -327,6 +342,20 @@ conn_process(struct conn *c)
             if (reqs >= budget) {
                 NET_STAT_ADD(c->w, conn_yields, 1);
                 return STOP_YIELD;
+            }
+            if (!c->proto_known)
+                conn_choose_protocol(c);
+            if (c->binary) {
+                enum bin_status bs = bin_process(c);
+                if (bs == BIN_DONE) {
+                    reqs++;
+                    continue;
+                }
+                if (bs == BIN_CLOSE) {
+                    c->dead = true;
+                    return STOP_CLOSE;
+                }
+                goto need_more;
             }
             switch (proto_parse_line(c->rbuf + c->rstart, avail, &req)) {
             case PROTO_OK:
@@ -343,6 +372,7 @@ conn_process(struct conn *c)
                 break;
             }
         }
+need_more:
         conn_rbuf_shrink(c);
         if (!conn_rbuf_room(c)) {
             reply_line(&c->out, "CLIENT_ERROR line too long");

@@ -43,6 +43,8 @@ struct conn {
     bool close_after_write;         /* quit, or a fatal protocol error */
     bool dead;                      /* socket failed: close at once */
     bool noreply;                   /* current command suppresses its reply */
+    bool proto_known;               /* its first byte chose text or binary */
+    bool binary;                    /* speaks the binary protocol (binary.h) */
 
     char *rbuf;
     size_t rcap, rstart, rend;
@@ -59,6 +61,8 @@ struct conn {
     uint64_t nread_cas;
     bool nread_noreply;
     struct meta_stash nread_meta;   /* the pending store is an ms */
+    uint8_t bin_opcode;             /* a binary store's opcode and opaque, */
+    uint32_t bin_opaque;            /* echoed when its value has arrived */
     /* CONN_SWALLOW: bytes still to discard. */
     size_t swallow_left;
 

@@ -89,7 +89,7 @@ typedef bool (*net_substats_fn)(const char *name, size_t len, net_stat_emit_fn e
       .def = "1024", .help = "set the backlog queue limit", .stat = "tcp_backlog")              \
     X(int, protocol, .flag = 'B', .name = "protocol", .type = OPTION_CHOICE, .arg = "<name>",   \
       .def = "auto", .choices = "auto=auto-negotiate|binary|ascii",                             \
-      .help = "protocol - one of ascii, binary, or auto (binary is not served)",                \
+      .help = "protocol - one of ascii, binary, or auto (default: auto-negotiate)",             \
       .stat = "binding_protocol",                                                               \
       .bad = "Invalid value for binding protocol: %s\n -- should be one of auto, binary, or ascii") \
     X(bool, flush_enabled, .flag = 'F', .name = "disable-flush-all", .type = OPTION_CLEAR,      \

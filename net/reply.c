@@ -268,6 +268,22 @@ reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
 }
 
 void
+reply_item_bytes(struct reply_buf *rb, struct item *it, const char *p, size_t len)
+{
+    if (!reply_grow((void **)&rb->items, &rb->items_cap, rb->nitems + 1,
+                    sizeof(*rb->items), 16)) {
+        rb->oom = true;
+        cache_release(&it);
+        return;
+    }
+    if (len > 0 && !reply_push_seg(rb, p, 0, len)) {
+        cache_release(&it);
+        return;
+    }
+    rb->items[rb->nitems++] = it; /* released in reply_release_items once sent */
+}
+
+void
 reply_mark(const struct reply_buf *rb, struct reply_mark *m)
 {
     m->text_len = rb->text_len;

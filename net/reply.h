@@ -80,6 +80,11 @@ reply_item_data(struct reply_buf *rb, struct item *it);
 void
 reply_value(struct reply_buf *rb, struct item *it, bool with_cas);
 
+/* Queues len bytes at p, which lie inside it's memory, without copying
+ * them. Takes over the caller's reference to it (released once sent). */
+void
+reply_item_bytes(struct reply_buf *rb, struct item *it, const char *p, size_t len);
+
 /* The one protocol line for a cache result ("STORED", "NOT_FOUND", ...),
  * without "\r\n". CACHE_OK reads "STORED"; delete and touch use their own
  * success word. Never NULL. */

@@ -156,10 +156,6 @@ config_validate(struct config *cfg, FILE *notices, char *err, size_t errlen, int
                            "temporary_ttl requires lru_maintainer to be enabled");
     cfg->cache.temp_lru = config_given(cfg, "temporary_ttl"); /* as memcached: it turns it on */
     cfg->net.detail_enabled = config_given(cfg, "stat_key_prefix"); /* -D turns it on */
-    /* memcached speaks it; here it would be silence, so refuse at start-up. */
-    if (cfg->net.protocol == NET_PROTOCOL_BINARY)
-        return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
-                           "The binary protocol is not supported: use ascii or auto");
     if (cfg->bus.peers != NULL && cfg->bus.group != NULL)
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
                            "--bus-peers and --bus-group are exclusive: pick unicast or multicast");

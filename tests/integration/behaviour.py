@@ -254,8 +254,7 @@ def refuses_missing_features(binary, kind, skip):
     if kind != "fleetcached":
         raise skip("memcached here is built with SASL and TLS")
     for flags, words in [(["-S"], "This server is not built with SASL support."),
-                         (["-Z"], "This server is not built with TLS support."),
-                         (["-B", "binary"], "The binary protocol is not supported: use ascii or auto")]:
+                         (["-Z"], "This server is not built with TLS support.")]:
         refuses_with(binary, flags, 64, words)
     # accepted knobs that change nothing here say so, once each
     p = subprocess.run(start_argv(binary, ["-o", "ext_page_size=8,ext_threads=2", "-h"]),
