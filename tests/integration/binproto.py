@@ -395,6 +395,51 @@ def stats_packets(binary, kind):
         raise AssertionError("memcached %s\n    got %s" % (ref, got))
 
 
+def random_frames_never_hurt(binary, kind):
+    """3,000 random binary frames (random opcodes, lengths that lie, huge
+    claimed bodies) over many connections: the server keeps answering, its
+    memory stays bounded and every connection it closed is gone."""
+    import random
+    rnd = random.Random(20261130)
+    with fixture.Server(binary, [], name=kind) as srv:
+        base = srv.rss_kb()
+        for conn in range(100):
+            s = srv.connect(timeout=2)
+            frames = b""
+            for _ in range(30):
+                op = rnd.choice(list(OP.values()) + [rnd.randrange(256)])
+                key = bytes(rnd.randrange(33, 127) for _ in range(rnd.choice([0, 1, 10, 250, 251])))
+                ext = bytes(rnd.randrange(256) for _ in range(rnd.choice([0, 4, 8, 20, 255])))
+                value = bytes(rnd.randrange(256) for _ in range(rnd.choice([0, 5, 100])))
+                bodylen = rnd.choice([None, None, 0, 1, 2 ** 31, 2 ** 32 - 1])
+                keylen = rnd.choice([None, None, None, 0, 65535])
+                frames += req(op, key, ext, value, cas=rnd.choice([0, 1, 2 ** 64 - 1]),
+                              opaque=rnd.randrange(2 ** 32), keylen=keylen, bodylen=bodylen)
+            try:
+                s.sendall(frames)
+                s.settimeout(0.05)
+                while s.recv(65536):
+                    pass
+            except (socket.timeout, OSError):
+                pass
+            s.close()
+        if not srv.alive():
+            raise AssertionError("server died: %s" % srv.stderr(800))
+        with srv.connect() as s:
+            r = parse(exchange(s, req("VERSION", opaque=1)))
+            if r[0]["status"] != 0:
+                raise AssertionError("version after the noise: %r" % r)
+        grown = (srv.rss_kb() - base) // 1024
+        if grown > 100:
+            raise AssertionError("RSS grew %d MB" % grown)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and dict(srv.stats()).get("curr_connections") != "1":
+            time.sleep(0.05)
+        st = dict(srv.stats())
+        if st.get("curr_connections") != "1":
+            raise AssertionError("connections left open: %s" % st.get("curr_connections"))
+
+
 def run(rep, ctx):
     b, k = ctx["binary"], ctx["kind"]
     for name, batches in SCRIPTS.items():
@@ -408,3 +453,4 @@ def run(rep, ctx):
     rep.case("binary/protocol_ascii_reads_binary_as_text", protocol_ascii_refuses_binary, b, k)
     rep.case("binary/protocol_binary_refuses_text", protocol_binary_only, b, k)
     rep.case("binary/stat_lists_memcacheds_keys", stats_packets, b, k)
+    rep.case("binary/random_frames_never_hurt", random_frames_never_hurt, b, k)
