@@ -583,6 +583,11 @@ struct cache_class_stats {
     uint64_t mem_requested;
     uint64_t number;            /* linked items */
     uint64_t number_hot, number_warm, number_cold, number_temp;
+    /* Seconds since the last access of the item at each segment's tail
+     * (memcached's age_hot, age_warm and age, COLD's), and that of the last
+     * item evicted from the class. */
+    uint32_t age_hot, age_warm, age;
+    uint32_t evicted_time;
     struct cache_op_stats ops;
 };
 

@@ -108,6 +108,7 @@ struct slab_class {
     uint64_t linked;            /* items linked */
     uint64_t bytes;             /* sum of linked item sizes */
     uint64_t large_bytes;       /* large class: bytes charged to the limit */
+    uint32_t evicted_time;      /* idle seconds of the last item evicted (stats items) */
 };
 
 struct cache {

@@ -33,8 +33,8 @@ item_view(const struct item *it, uint32_t now, struct cache_item_view *v)
     v->exptime = it->exptime == 0 ? 0 : (int64_t)clock_process_started() + it->exptime;
     v->cas = item_cas(it);
     v->fetched = item_has(it, ITEM_FETCHED);
-    v->idle = 0;
-    v->atime = (int64_t)clock_process_started() + now;
+    v->idle = now > it->atime ? now - it->atime : 0;
+    v->atime = (int64_t)clock_process_started() + it->atime;
     v->dead = item_death(it, now) != ITEM_ALIVE;
     v->class_id = it->clsid + 1u;
     v->size = item_mc_size(it);

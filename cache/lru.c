@@ -160,6 +160,7 @@ reclaim_from(unsigned id, enum lru_seg seg, bool evict, unsigned *budget)
                     STAT_INC(id, evicted_active);
                 if (it->exptime != 0)
                     STAT_INC(id, evicted_nonzero);
+                cls->evicted_time = now > it->atime ? now - it->atime : 0;
                 cache_evict_fn hook = atomic_load_explicit(&cache.evict_hook, memory_order_acquire);
                 if (hook != NULL) {
                     struct cache_item_view v;

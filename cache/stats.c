@@ -3,6 +3,7 @@
  * line on the GET path); readers sum every block on demand. A reset records
  * a baseline to subtract, so it never races with the writers. */
 #include "cache/cache_internal.h"
+#include "src/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,14 @@ cache_class_stats_get(unsigned index, struct cache_class_stats *out)
     out->number_warm = cls->lru[LRU_WARM].count;
     out->number_cold = cls->lru[LRU_COLD].count;
     out->number_temp = cls->lru[LRU_TEMP].count;
+    uint32_t now = clock_now();
+    const struct item *tail;
+#define TAIL_AGE(seg) ((tail = cls->lru[seg].tail) != NULL && now > tail->atime ? now - tail->atime : 0)
+    out->age_hot = TAIL_AGE(LRU_HOT);
+    out->age_warm = TAIL_AGE(LRU_WARM);
+    out->age = TAIL_AGE(LRU_COLD);
+#undef TAIL_AGE
+    out->evicted_time = cls->evicted_time;
     pthread_mutex_unlock(&cls->lock);
     stats_sum_class(index, &out->ops);
 }

@@ -238,13 +238,13 @@ stats_text_sub(struct net_shared *sh, const char *name, size_t len, struct reply
     X(number_warm, cs.number_warm, mt)                          \
     X(number_cold, cs.number_cold, mt)                          \
     X(number_temp, cs.number_temp, mt && lru.temp_lru)          \
-    X(age_hot, 0, mt)                                           \
-    X(age_warm, 0, mt)                                          \
-    X(age, 0, true)                                             \
+    X(age_hot, cs.age_hot, mt)                                  \
+    X(age_warm, cs.age_warm, mt)                                \
+    X(age, cs.age, true)                                        \
     X(mem_requested, cs.mem_requested, true)                    \
     X(evicted, cs.ops.evictions, true)                          \
     X(evicted_nonzero, cs.ops.evicted_nonzero, true)            \
-    X(evicted_time, 0, true)                                    \
+    X(evicted_time, cs.evicted_time, true)                      \
     X(outofmemory, cs.ops.outofmemory, true)                    \
     X(tailrepairs, 0, true)                                     \
     X(reclaimed, cs.ops.reclaimed, true)                        \

@@ -189,3 +189,36 @@ Test(dump, the_eviction_hook_sees_each_evicted_item)
     cr_expect_eq(evicted_key[0], 'k', "a key we stored: %s", evicted_key);
     cr_expect_not(fx_has(evicted_key), "the last one evicted is gone");
 }
+
+static bool
+copy_view(const struct cache_item_view *v, void *arg)
+{
+    struct {
+        struct cache_item_view *v;
+        bool *found;
+    } *box = arg;
+    *box->v = *v;
+    *box->found = true;
+    return true;
+}
+
+Test(dump, a_view_carries_the_last_access)
+{
+    fx_set("k", "v");
+    fx_advance(5);
+    struct cache_walk w;
+    cache_walk_begin(&w, UINT64_C(1));
+    struct cache_item_view got;
+    memset(&got, 0, sizeof(got));
+    bool found = false;
+    /* one view is enough: copy it out of the callback */
+    struct {
+        struct cache_item_view *v;
+        bool *found;
+    } box = { &got, &found };
+    while (cache_walk_step(&w, 1000, copy_view, &box))
+        ;
+    cr_assert(found);
+    cr_expect_eq(got.idle, 5);
+    cr_expect_eq(got.atime, (int64_t)clock_process_started() + clock_now() - 5);
+}

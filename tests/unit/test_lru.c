@@ -162,3 +162,27 @@ Test(lru, a_hit_is_counted_by_the_segment_it_was_in)
     cr_expect_eq(cs.ops.hits_to_hot + cs.ops.hits_to_warm + cs.ops.hits_to_cold, 1);
     cr_expect_eq(cs.ops.hits_to_temp, 0);
 }
+
+Test(lru, ages_are_seconds_since_each_tail_was_last_touched)
+{
+    put("old", 1);
+    fx_advance(7);
+    for (unsigned i = 0; i < 20; i++)
+        put("new", i); /* pushes "old" from HOT to COLD's tail */
+    struct cache_class_stats cs;
+    cache_class_stats_get(3, &cs);
+    cr_expect_eq(cs.age, 7, "COLD's tail was stored 7 s ago: %u", cs.age);
+    cr_expect_eq(cs.age_hot, 0);
+}
+
+Test(lru, evicted_time_is_the_idle_time_of_the_last_eviction)
+{
+    for (unsigned i = 0; i < CAPACITY; i++)
+        put("fill", i);
+    fx_advance(30);
+    put("one_more", 1);
+    struct cache_class_stats cs;
+    cache_class_stats_get(3, &cs);
+    cr_assert_gt(cs.ops.evictions, 0);
+    cr_expect_eq(cs.evicted_time, 30);
+}
