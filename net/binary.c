@@ -408,29 +408,13 @@ bin_complete_nread(struct conn *c)
 
 /* --- other mutations ------------------------------------------------------------ */
 
-/* A delete gated on the item's CAS when cas is not 0. Until the cache can
- * check the CAS under the key's lock, the check and the delete are two
- * steps (a store between them wins, as if it came after the delete). */
-static enum cache_result
-bin_delete_key(const char *key, size_t nkey, uint64_t cas)
-{
-    if (cas != 0) {
-        struct item *it = cache_get(key, nkey);
-        bool match = it != NULL && item_cas(it) == cas;
-        bool found = it != NULL;
-        cache_release(&it);
-        if (found && !match)
-            return CACHE_EXISTS;
-    }
-    return cache_delete(key, nkey);
-}
-
 static void
 bin_delete(struct conn *c, const struct bin_req *r)
 {
     if (prefix_enabled())
         prefix_record_delete(r->key, r->keylen);
-    enum cache_result res = bin_delete_key(r->key, r->keylen, r->cas);
+    struct cache_mdelete d = { .has_cas = r->cas != 0, .cas = r->cas };
+    enum cache_result res = cache_meta_delete(r->key, r->keylen, &d);
     if (res == CACHE_OK)
         bin_ok(c, r, 0);
     else
@@ -440,58 +424,28 @@ bin_delete(struct conn *c, const struct bin_req *r)
 
 /* incr/decr with memcached's binary extras: a CAS to match (0: none), and
  * on a miss, unless the expiry is 0xffffffff, the item is created holding
- * initial (memcached adds it: a racing store makes that NOT_STORED). Until
- * the cache can do both under the key's lock, the CAS check is a step of
- * its own. */
-static enum cache_result
-bin_arith_key(const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t cas,
-              bool create, uint64_t initial, uint32_t exptime, uint64_t *value, uint64_t *cas_out)
-{
-    if (cas != 0) {
-        struct item *it = cache_get(key, nkey);
-        bool mismatch = it != NULL && item_cas(it) != cas;
-        cache_release(&it);
-        if (mismatch)
-            return CACHE_EXISTS;
-    }
-    enum cache_result res = cache_arith(key, nkey, incr, delta, value);
-    if (res == CACHE_MISS && create) {
-        char digits[24];
-        int n = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)initial);
-        struct item *it = NULL;
-        res = cache_alloc(&it, key, nkey, 0, (int64_t)exptime, (uint32_t)n);
-        if (res != CACHE_OK)
-            return CACHE_NO_MEMORY;
-        memcpy(item_value(it), digits, (size_t)n);
-        memcpy(item_value(it) + n, "\r\n", 2);
-        res = cache_store(it, CACHE_ADD, 0, cas_out);
-        cache_release(&it);
-        *value = initial;
-        return res;
-    }
-    if (res == CACHE_OK) {
-        struct item *it = cache_get(key, nkey);
-        *cas_out = it != NULL ? item_cas(it) : 0;
-        cache_release(&it);
-    }
-    return res;
-}
-
+ * initial with that expiry (an existing item keeps its own). */
 static void
 bin_arith(struct conn *c, const struct bin_req *r)
 {
     bool incr = r->cmd == BIN_CMD_INCREMENT;
-    uint64_t delta = be64(r->ext), initial = be64(r->ext + 8);
     uint32_t exptime = be32(r->ext + 16);
-    uint64_t value = 0, cas = 0;
-    enum cache_result res = bin_arith_key(r->key, r->keylen, incr, delta, r->cas,
-                                          exptime != 0xffffffffu, initial, exptime, &value, &cas);
+    struct cache_marith a = {
+        .incr = incr,
+        .delta = be64(r->ext),
+        .cas = r->cas,
+        .vivify = exptime != 0xffffffffu,
+        .initial = be64(r->ext + 8),
+        .nsteps = 1,
+        .steps = { { .op = CACHE_MSTEP_TTL_IF_NEW, .arg = (int64_t)exptime } },
+    };
+    enum cache_result res = cache_meta_arith(r->key, r->keylen, &a);
     switch (res) {
     case CACHE_OK: {
         if (!r->quiet) {
             char body[8];
-            put64(body, value);
-            bin_header(c, r, BIN_SUCCESS, cas, 0, 0, sizeof(body));
+            put64(body, a.value);
+            bin_header(c, r, BIN_SUCCESS, a.cas_out, 0, 0, sizeof(body));
             reply_add(&c->out, body, sizeof(body));
         }
         bin_publish(c, incr ? "incr" : "decr", CACHE_OK, r->key, r->keylen, false, 0);
@@ -503,11 +457,11 @@ bin_arith(struct conn *c, const struct bin_req *r)
     case CACHE_NO_MEMORY:
         bin_error(c, r, BIN_ENOMEM, "Out of memory incrementing value");
         break;
+    case CACHE_NOT_STORED: /* the new item could not be had */
+        bin_error(c, r, BIN_ENOMEM, "Out of memory allocating new item");
+        break;
     case CACHE_EXISTS:
         bin_error(c, r, BIN_KEY_EEXISTS, NULL);
-        break;
-    case CACHE_NOT_STORED:
-        bin_error(c, r, BIN_NOT_STORED, NULL);
         break;
     default:
         bin_error(c, r, BIN_KEY_ENOENT, NULL);

@@ -172,6 +172,18 @@ SCRIPTS = {
         req("INCR", b"big", arith_ext(1), opaque=82),
         req("DECR", b"big", arith_ext(1), opaque=83),
     ],
+    "a_cas_gates_delete_incr_and_append": [
+        req("SET", b"d", store_ext(), b"v", opaque=170),
+        req("DELETE", b"d", cas=999, opaque=171), req("DELETE", b"d", cas=1, opaque=172),
+        req("SET", b"n", store_ext(), b"5", opaque=173),
+        req("INCR", b"n", arith_ext(1), cas=999, opaque=174),
+        req("INCR", b"n", arith_ext(1), cas=2, opaque=175),
+        req("SET", b"s", store_ext(), b"x", opaque=176),
+        req("APPEND", b"s", b"", b"y", cas=999, opaque=177),
+        req("APPEND", b"s", b"", b"y", cas=4, opaque=178), req("GET", b"s", opaque=179),
+        req("DELETEQ", b"s", cas=999, opaque=180),
+        req("INCR", b"missing", arith_ext(1, 3, 0), cas=5, opaque=181),
+    ],
     "touch_and_gat": [
         req("SET", b"g", store_ext(3), b"val", opaque=90),
         req("TOUCH", b"g", struct.pack(">I", 100), opaque=91),
@@ -452,5 +464,6 @@ def run(rep, ctx):
     rep.case("binary/text_and_binary_connections_side_by_side", text_and_binary_side_by_side, b, k)
     rep.case("binary/protocol_ascii_reads_binary_as_text", protocol_ascii_refuses_binary, b, k)
     rep.case("binary/protocol_binary_refuses_text", protocol_binary_only, b, k)
+    rep.case("binary/counters_move_as_memcacheds", counters_move_as_memcacheds, b, k)
     rep.case("binary/stat_lists_memcacheds_keys", stats_packets, b, k)
     rep.case("binary/random_frames_never_hurt", random_frames_never_hurt, b, k)
