@@ -11,6 +11,7 @@
 
 #include "net/cmd_internal.h"
 #include "net/meta.h"
+#include "net/watch.h"
 
 #define META_ERR_FORMAT "CLIENT_ERROR bad command line format"
 
@@ -102,6 +103,9 @@ cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     g.no_bump = meta_has(&m, 'u') || (g.discard && mg_locked(&m));
     mg_steps(req, &m, g.steps, &g.nsteps);
     struct item *it = cache_meta_get(m.key, m.nkey, &g); /* released below or by the reply */
+    if (watch_wants(WATCH_KIND(FETCHERS)))
+        watch_fetch(m.key, m.nkey, it ? WATCH_FOUND : WATCH_NOT_FOUND, it ? item_class_id(it) : 0,
+                    it ? item_nbytes(it) - 2 : 0, c->fd);
     if (g.overflow) {
         reply_line(&c->out, "SERVER_ERROR refcount overflow during fetch");
         return;
@@ -298,6 +302,8 @@ cmd_ms_complete(struct conn *c, struct item *it, bool chunk_ok)
     enum cache_store_op op = c->nread_op;
     uint64_t cas = 0;
     enum cache_result r = cache_store(it, op, c->nread_cas, &cas);
+    if (watch_wants(WATCH_KIND(MUTATIONS)))
+        cmd_watch_store(c, it, op, r);
     const char *code;
     switch (r) {
     case CACHE_OK:

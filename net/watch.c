@@ -250,6 +250,7 @@ watch_store(const char *key, size_t nkey, enum cache_store_op op, enum cache_res
     static const char *const ops[] = {
         [CACHE_SET] = "set", [CACHE_ADD] = "add", [CACHE_REPLACE] = "replace",
         [CACHE_APPEND] = "append", [CACHE_PREPEND] = "prepend", [CACHE_CAS] = "cas",
+        [CACHE_CAS_STALE] = "cas",
     };
     const char *status;
     switch (r) {
@@ -266,7 +267,8 @@ watch_store(const char *key, size_t nkey, enum cache_store_op op, enum cache_res
     int n = watch_prefix(line, sizeof(line));
     n += snprintf(line + n, sizeof(line) - (size_t)n,
                   "type=item_store key=%s status=%s cmd=%s ttl=%u clsid=%u cfd=%d size=%u\n",
-                  keybuf, status, (unsigned)op < 6 ? ops[op] : "null", ttl, class_id, cfd, vlen);
+                  keybuf, status, (unsigned)op < sizeof(ops) / sizeof(ops[0]) && ops[op] ? ops[op] : "null",
+                  ttl, class_id, cfd, vlen);
     if (n > 0 && (size_t)n < sizeof(line))
         watch_emit(WATCH_KIND(MUTATIONS), line, (size_t)n);
 }

@@ -76,14 +76,18 @@ def watch_lines(binary, kind):
         send_recv(c, b"set k 0 0 1\r\nx\r\n")
         send_recv(c, b"get k nokey\r\n", b"END\r\n")
         send_recv(c, b"add k 0 0 1\r\ny\r\n")
-        lines = read_lines(w, lambda ls: sum(1 for l in ls if WATCH_STORE.match(l)) >= 2 and
-                           sum(1 for l in ls if WATCH_GET.match(l)) >= 2, 5)
-        stores = [WATCH_STORE.match(l).groups() for l in lines if WATCH_STORE.match(l)]
-        gets = [WATCH_GET.match(l).groups() for l in lines if WATCH_GET.match(l)]
-        if (b"k", b"stored", b"set") not in stores or (b"k", b"not_stored", b"add") not in stores:
-            raise AssertionError("store lines: %r" % lines)
-        if (b"k", b"found") not in gets or (b"nokey", b"not_found") not in gets:
-            raise AssertionError("get lines: %r" % lines)
+        send_recv(c, b"ms mk 2\r\nhi\r\n")
+        send_recv(c, b"mg mk v\r\n", b"hi\r\n")
+
+        def seen(ls):
+            stores = [WATCH_STORE.match(l).groups() for l in ls if WATCH_STORE.match(l)]
+            gets = [WATCH_GET.match(l).groups() for l in ls if WATCH_GET.match(l)]
+            return ((b"k", b"stored", b"set") in stores and (b"k", b"not_stored", b"add") in stores
+                    and (b"mk", b"stored", b"set") in stores and (b"k", b"found") in gets
+                    and (b"nokey", b"not_found") in gets and (b"mk", b"found") in gets)
+        lines = read_lines(w, seen, 5)
+        if not seen(lines):
+            raise AssertionError("watch lines for get, set, add, ms, mg: %r" % lines)
         # evictions: -m 2 holds about 2000 1000-byte items
         value = b"v" * 1000
         for i in range(4000):
