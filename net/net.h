@@ -113,7 +113,12 @@ typedef bool (*net_substats_fn)(const char *name, size_t len, net_stat_emit_fn e
       .stat = "worker_slice_us", .bad = "Invalid worker_slice_us: %s (want 0-1000000)",         \
       .exit = 1)                                                                                \
     X(bool, track_sizes, .name = "track_sizes", .sub = true, .type = OPTION_SWITCH,             \
-      .help = "enable dynamic reports for 'stats sizes' command", .stat = "track_sizes")
+      .help = "enable dynamic reports for 'stats sizes' command", .stat = "track_sizes")                         \
+    X(uint32_t, watcher_logbuf_size, .name = "watcher_logbuf_size", .sub = true,                \
+      .type = OPTION_INT, .arg = "<kb>", .def = "256", .unit = 1024, .min = 0,                 \
+      .max = UINT32_MAX / 1024, .help = "size in kilobytes of per-watcher write buffer",       \
+      .stat = "watcher_logbuf_size",                                                            \
+      .bad = "could not parse argument to watcher_logbuf_size", .exit = 1)
 
 /* The binding protocols, in the order of -B's choices. */
 enum net_protocol { NET_PROTOCOL_AUTO, NET_PROTOCOL_BINARY, NET_PROTOCOL_ASCII };

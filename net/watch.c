@@ -17,17 +17,16 @@
 #include "net/conn.h"
 #include "src/clock.h"
 
-/* memcached's WATCHER_LIMIT and its default watcher_logbuf_size. */
+/* memcached's WATCHER_LIMIT; each watcher's buffer is -o watcher_logbuf_size. */
 #define WATCH_MAX 20
-#define WATCH_BUF (256 * 1024)
 /* Room kept for the "skipped=N" line memcached puts before the next one. */
 #define WATCH_SKIP_ROOM 128
 #define WATCH_LINE_MAX 2048
 
 struct watch {
     pthread_mutex_t lock;
-    char *buf;                  /* ring: used bytes start at head */
-    size_t head, used;
+    char *buf;                  /* ring of cap bytes: used bytes start at head */
+    size_t cap, head, used;
     uint64_t skipped;           /* lines lost since the last one that fit */
     unsigned kinds;
     struct conn *conn;
@@ -81,7 +80,8 @@ enum watch_add_result
 watch_add(struct conn *c, unsigned kinds, struct watch **out)
 {
     struct watch *w = calloc(1, sizeof(*w));
-    char *buf = malloc(WATCH_BUF);
+    size_t cap = c->w->shared->opts.watcher_logbuf_size;
+    char *buf = malloc(cap > 0 ? cap : 1);
     if (w == NULL || buf == NULL) {
         free(w);
         free(buf);
@@ -89,6 +89,7 @@ watch_add(struct conn *c, unsigned kinds, struct watch **out)
     }
     pthread_mutex_init(&w->lock, NULL);
     w->buf = buf;
+    w->cap = cap;
     w->kinds = kinds;
     w->conn = c;
     w->loop = c->w->loop;
@@ -136,8 +137,8 @@ watch_remove(struct watch *w)
 static void
 ring_put(struct watch *w, const char *s, size_t len)
 {
-    size_t tail = (w->head + w->used) % WATCH_BUF;
-    size_t first = WATCH_BUF - tail < len ? WATCH_BUF - tail : len;
+    size_t tail = (w->head + w->used) % w->cap;
+    size_t first = w->cap - tail < len ? w->cap - tail : len;
     memcpy(w->buf + tail, s, first);
     memcpy(w->buf, s + first, len - first);
     w->used += len;
@@ -148,10 +149,10 @@ watch_drain(struct watch *w, struct reply_buf *out, size_t max)
 {
     pthread_mutex_lock(&w->lock);
     size_t n = w->used < max ? w->used : max;
-    size_t first = WATCH_BUF - w->head < n ? WATCH_BUF - w->head : n;
+    size_t first = w->cap - w->head < n ? w->cap - w->head : n;
     reply_add(out, w->buf + w->head, first);
     reply_add(out, w->buf, n - first);
-    w->head = (w->head + n) % WATCH_BUF;
+    w->head = w->cap > 0 ? (w->head + n) % w->cap : 0;
     w->used -= n;
     pthread_mutex_unlock(&w->lock);
     return n;
@@ -172,7 +173,7 @@ watch_emit(unsigned kind, const char *line, size_t len)
             continue;
         pthread_mutex_lock(&w->lock);
         bool was_empty = w->used == 0;
-        if (WATCH_BUF - w->used < len + WATCH_SKIP_ROOM) {
+        if (w->cap - w->used < len + WATCH_SKIP_ROOM) {
             w->skipped++;
             atomic_fetch_add_explicit(&stat_skipped, 1, memory_order_relaxed);
         } else {

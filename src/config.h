@@ -93,11 +93,6 @@
       .bad = "Cannot set tail_repair_time to less than 10 seconds",                             \
       .missing = "Missing numeric argument for %s", .exit = 1,                                  \
       .notice = "-o tail_repair_time: item references cannot leak here; nothing to repair")     \
-    X(uint32_t, watcher_logbuf_size, .name = "watcher_logbuf_size", .sub = true,                \
-      .type = OPTION_INT, .arg = "<kb>", .def = "256", .unit = 1024, .min = 0,                 \
-      .max = UINT32_MAX / 1024, .help = "size in kilobytes of per-watcher write buffer",       \
-      .stat = "watcher_logbuf_size",                                                            \
-      .bad = "could not parse argument to watcher_logbuf_size", .exit = 1)                      \
     X(uint32_t, worker_logbuf_size, .name = "worker_logbuf_size", .sub = true,                  \
       .type = OPTION_INT, .arg = "<kb>", .def = "64", .unit = 1024, .min = 0,                  \
       .max = UINT32_MAX / 1024, .help = "size in kilobytes of per-worker-thread log buffer",   \
