@@ -222,3 +222,28 @@ Test(dump, a_view_carries_the_last_access)
     cr_expect_eq(got.idle, 5);
     cr_expect_eq(got.atime, (int64_t)clock_process_started() + clock_now() - 5);
 }
+
+Test(dump, a_lowered_limit_gives_pages_back_until_under_it)
+{
+    fx_stop();
+    struct cache_options o = fx_options(16);
+    fx_start(&o);
+    char v[1000];
+    memset(v, 'v', sizeof(v));
+    for (unsigned i = 0; i < 8000; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%05u", i);
+        cr_assert_eq(fx_store(k, v, sizeof(v), 0, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    }
+    struct cache_stats st;
+    cache_stats_get(&st);
+    cr_assert_gt(st.total_malloced, 4u << 20);
+    cr_assert(cache_set_mem_limit(4u << 20));
+    for (unsigned i = 0; i < 10000 && st.total_malloced > (4u << 20); i++) {
+        cache_maintain();
+        cache_stats_get(&st);
+    }
+    cr_expect_leq(st.total_malloced, 4u << 20, "still %llu bytes", (unsigned long long)st.total_malloced);
+    cr_expect_eq(fx_store("after", v, sizeof(v), 0, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    fx_verify();
+}
