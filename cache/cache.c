@@ -207,6 +207,8 @@ alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
     it->flags = flags;
     it->nkey = (uint8_t)nkey;
     memcpy(it->data, key, nkey);
+    if (cache.value_off != 0)
+        memset(it->data + nkey, 0, cache.value_off); /* no upstream CAS yet */
     atomic_store_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's */
     *out = it;
     return CACHE_OK;
@@ -406,6 +408,8 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
     }
     if (r == CACHE_OK && cas_out != NULL)
         *cas_out = item_cas(stored);
+    if (r == CACHE_OK)
+        upstream_bump(hv);
     ht_unlock(hv);
     cache_release(&joined);
     return r;
@@ -431,6 +435,7 @@ cache_delete(const char *key, size_t nkey)
     } else {
         STAT_INC(STAT_NOCLASS, delete_misses);
     }
+    upstream_bump(hv);
     ht_unlock(hv);
     return it != NULL ? CACHE_OK : CACHE_MISS;
 }
@@ -457,6 +462,8 @@ cache_drop(const char *key, size_t nkey, bool has_hash, uint64_t value_hash)
             r = CACHE_OK;
         }
     }
+    /* Even with no copy here: a fetch of key may be on its way (upstream.c). */
+    upstream_bump(hv);
     ht_unlock(hv);
     return r;
 }
@@ -473,6 +480,7 @@ cache_touch(const char *key, size_t nkey, int64_t exptime)
         it->exptime = item_exptime_for(exptime);
         note_read(it);
         STAT_INC(it->clsid, touch_hits);
+        upstream_bump(hv);
     } else {
         STAT_INC(STAT_NOCLASS, touch_misses);
     }
@@ -560,8 +568,10 @@ cache_arith(const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t *r
                 replace_linked(it, fresh, hv);
             }
         }
-        if (r == CACHE_OK)
+        if (r == CACHE_OK) {
             *result = value;
+            upstream_bump(hv);
+        }
     }
     ht_unlock(hv);
     cache_release(&fresh);
@@ -742,6 +752,7 @@ cache_setup(const struct cache_options *opts, char *err, size_t errlen)
     memset(&cache, 0, sizeof(cache));
     atomic_store(&cache.generation, gen);
     cache.opts = *opts;
+    cache.value_off = opts->upstream_cas ? sizeof(uint64_t) : 0;
     atomic_store(&cache.next_cas, 1);
     if (opts->page_size < 1024 || opts->item_max < sizeof(struct item) + opts->chunk_min) {
         snprintf(err, errlen, "page size or item size limit too small");

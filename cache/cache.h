@@ -175,6 +175,9 @@ struct cache_options {
     uint32_t page_size;        /* slab page, 1 MiB */
     bool temp_lru;             /* -o temporary_ttl given: short TTLs get their own LRU */
     bool manual;               /* tests: no maintenance thread; they call cache_maintain */
+    bool upstream_cas;         /* items are copies of a shared store's (two-level
+                                * mode): each carries that store's CAS, 8 bytes
+                                * more per item (see "near copies" below) */
 };
 
 /* The rows of CACHE_OPTIONS, for the option parser (src/option.h). */
@@ -434,6 +437,38 @@ cache_meta_delete(const char *key, size_t nkey, const struct cache_mdelete *d);
  * has_exptime). CACHE_OK, or CACHE_MISS with no live copy. Not counted. */
 enum cache_result
 cache_mark_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptime);
+
+/* --- near copies of a shared store (two-level mode) ----------------------
+ * With opts.upstream_cas the cache holds copies of values a shared store
+ * (L2) owns. item_cas() then reports the CAS the store gave each value
+ * (set with item_set_upstream_cas before storing), so a client's `cas` can
+ * be checked by the store; the cache's own CAS checks (CACHE_CAS) are not
+ * used in this mode. A copy fetched from the store must not land after a
+ * change of its key this node has already seen, hence tickets: take one
+ * before sending the fetch (or the write), store the copy with it. Every
+ * store, delete, touch, incr/decr and cache_drop of a key (present or not)
+ * and every flush voids the tickets taken before it. */
+
+/* The key's ticket now. Cheap: two atomic loads. */
+uint64_t
+cache_ticket(const char *key, size_t nkey);
+
+/* Records the store's CAS in an unlinked item from cache_alloc. */
+void
+item_set_upstream_cas(struct item *it, uint64_t cas);
+
+/* Links it (replacing any copy) if ticket still holds: CACHE_OK. Else
+ * CACHE_EXISTS and nothing is stored; for a write (is_write) the copy that
+ * is there is dropped too, since which of the two changes is newer cannot
+ * be known here. A write voids other tickets of the key; a fill does not.
+ * The caller keeps (and must release) its reference to it. */
+enum cache_result
+cache_store_upstream(struct item *it, uint64_t ticket, bool is_write);
+
+/* Adds a reference to an item the caller holds (one fetched value goes to
+ * several waiting clients). False when the count is at its ceiling. */
+bool
+item_hold(struct item *it);
 
 /* Drops one reference and sets *it to NULL. NULL-safe. */
 void

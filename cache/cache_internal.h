@@ -151,6 +151,9 @@ struct cache {
     _Atomic unsigned lru_hot_pct, lru_warm_pct;
     _Atomic uint64_t mem_limit;     /* -m, or the last cache_memlimit */
     _Atomic(cache_evict_fn) evict_hook;
+    /* Bytes between an item's key and its value: 8 when items carry an
+     * upstream CAS there (opts.upstream_cas, see upstream.c), else 0. */
+    size_t value_off;
 };
 
 extern struct cache cache;
@@ -159,7 +162,7 @@ extern struct cache cache;
 static inline size_t
 item_total(size_t nkey, size_t nbytes)
 {
-    return sizeof(struct item) + nkey + nbytes;
+    return sizeof(struct item) + nkey + cache.value_off + nbytes;
 }
 
 static inline size_t
@@ -475,6 +478,16 @@ lease_void_locked(struct item *it, uint64_t hv);
  * becomes stale with old's expiry and win. */
 void
 lease_stale_store(const struct item *old, struct item *it);
+
+/* --- upstream.c ---------------------------------------------------------- */
+/* Stripe lock held: key hv changed here (a store, a delete, a peer's drop,
+ * present or not): copies fetched before it will not be kept. No-op unless
+ * the cache keeps upstream copies. */
+void
+upstream_bump(uint64_t hv);
+/* Every key changed (a flush took effect). */
+void
+upstream_bump_all(void);
 
 /* --- link/unlink (cache.c) ---------------------------------------------- */
 /* Stripe lock held: puts it into the table and its LRU (takes the class lock). */

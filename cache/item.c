@@ -3,6 +3,7 @@
 #include "cache/cache_internal.h"
 #include "src/clock.h"
 
+#include <string.h>
 #include <xxhash.h>
 
 const char *
@@ -20,13 +21,13 @@ item_nkey(const struct item *it)
 char *
 item_value(struct item *it)
 {
-    return it->data + it->nkey;
+    return it->data + it->nkey + cache.value_off;
 }
 
 const char *
 item_value_const(const struct item *it)
 {
-    return it->data + it->nkey;
+    return it->data + it->nkey + cache.value_off;
 }
 
 uint32_t
@@ -44,7 +45,14 @@ item_flags(const struct item *it)
 uint64_t
 item_cas(const struct item *it)
 {
-    return cache.opts.use_cas ? (item_meta(it) & META_CAS_MASK) : 0;
+    if (!cache.opts.use_cas)
+        return 0;
+    if (cache.value_off != 0) {
+        uint64_t cas;
+        memcpy(&cas, it->data + it->nkey, sizeof(cas)); /* upstream.c */
+        return cas;
+    }
+    return item_meta(it) & META_CAS_MASK;
 }
 
 void
@@ -69,6 +77,7 @@ item_flush_tick(uint32_t now)
     uint64_t cur = atomic_load(&cache.oldest_cas);
     while (cur < mark && !atomic_compare_exchange_weak(&cache.oldest_cas, &cur, mark))
         ;
+    upstream_bump_all();
     /* Cleared after the mark is set, so whoever sees 0 here sees the mark. */
     atomic_compare_exchange_strong(&cache.flush_at, &due, 0);
 }
@@ -150,6 +159,7 @@ cache_flush(int64_t delay)
         /* memcached spends one CAS id on the mark; clients see the gap. */
         uint64_t mark = atomic_fetch_add(&cache.next_cas, 1);
         atomic_store(&cache.oldest_cas, mark);
+        upstream_bump_all();
     } else {
         atomic_store(&cache.flush_at, at);
     }

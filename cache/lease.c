@@ -197,6 +197,8 @@ cache_meta_get(const char *key, size_t nkey, struct cache_mget *g)
     if (!g->no_bump)
         note_read(it);
     g->cas = item_cas(it);
+    if (g->created || g->touched)
+        upstream_bump(hv);
     ht_unlock(hv);
     if (!g->discard) {
         if (g->touched)
@@ -300,6 +302,7 @@ cache_meta_arith(const char *key, size_t nkey, struct cache_marith *a)
         bool touched = false;
         (void)run_steps(result, a->steps, a->nsteps, a->created, &touched);
         a->cas_out = item_cas(result);
+        upstream_bump(hv);
     }
     ht_unlock(hv);
     cache_release(&fresh);
@@ -333,14 +336,18 @@ cache_meta_delete(const char *key, size_t nkey, const struct cache_mdelete *d)
     } else if (d->has_cas && item_cas(it) != d->cas) {
         STAT_INC(it->clsid, delete_misses);
         r = CACHE_EXISTS;
-    } else if (d->stale) {
+    } else if (d->stale && cache.value_off == 0) {
         if (d->has_exptime)
             it->exptime = item_exptime_for(d->exptime);
         mark_stale_locked(it);
     } else {
+        /* A near copy of a shared store is never kept stale: the store
+         * keeps the stale value and its lease (upstream.c). */
         STAT_INC(it->clsid, delete_hits);
         item_unlink(it, hv);
     }
+    if (r == CACHE_OK)
+        upstream_bump(hv);
     ht_unlock(hv);
     return r;
 }
@@ -353,13 +360,17 @@ cache_mark_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptime
     uint64_t hv = item_hash_key(key, nkey);
     ht_lock(hv);
     struct item *it = find_live(key, nkey, hv);
-    if (it != NULL) {
+    bool found = it != NULL;
+    if (it != NULL && cache.value_off != 0) {
+        item_unlink(it, hv); /* a near copy is dropped, not kept stale (upstream.c) */
+    } else if (it != NULL) {
         if (has_exptime)
             it->exptime = item_exptime_for(exptime);
         mark_stale_locked(it);
     }
+    upstream_bump(hv); /* even with no copy here: a fetch may be on its way */
     ht_unlock(hv);
-    return it != NULL ? CACHE_OK : CACHE_MISS;
+    return found ? CACHE_OK : CACHE_MISS;
 }
 
 /* --- stale stores and voided leases ----------------------------------------- */
