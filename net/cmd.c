@@ -18,15 +18,11 @@
 
 #include "net/cmd_internal.h"
 #include "net/prefix.h"
+#include "net/l2cmd.h"
 #include "net/stats_text.h"
 #include "net/watch.h"
 #include "src/clock.h"
 #include "src/log.h"
-
-enum {
-    GET_CAS = 1,
-    GET_TOUCH = 2,
-};
 
 static void cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row);
 static void cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row);
@@ -52,46 +48,48 @@ static void cmd_slabs(struct conn *c, struct proto_request *req, const struct cm
 
 /* name, handler, variant, tokens min..max (memcached's count, the terminal
  * included; 0: no bound) and the reply outside them, how replies are
- * silenced, whether tokens[1] is a key, shape check, what it publishes.
- * Most frequent first: lookup is a scan. */
-#define CMD_TABLE(X)                                                                          \
-    X("get", cmd_get, 0, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                             \
-    X("set", cmd_store, CACHE_SET, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
-    X("mg", cmd_mg, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_NONE)                                 \
-    X("ms", cmd_ms, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY)                                  \
-    X("gets", cmd_get, GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                      \
-    X("md", cmd_md, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_ALWAYS)                               \
-    X("ma", cmd_ma, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY)                                  \
-    X("mn", cmd_mn, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                               \
-    X("me", cmd_me, 0, 3, 0, E_FORMAT, PLAIN, KEY, NULL, PUB_NONE)                            \
-    X("delete", cmd_delete, 0, 3, 5, ERR, PLAIN, KEY, cmd_delete_shape, PUB_ALWAYS)           \
-    X("add", cmd_store, CACHE_ADD, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
-    X("replace", cmd_store, CACHE_REPLACE, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)            \
-    X("append", cmd_store, CACHE_APPEND, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)              \
-    X("prepend", cmd_store, CACHE_PREPEND, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY)            \
-    X("cas", cmd_store, CACHE_CAS, 7, 8, ERR, NOREPLY, KEY, NULL, PUB_KEY)                    \
-    X("incr", cmd_arith, 1, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_KEY)                           \
-    X("decr", cmd_arith, 0, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_KEY)                           \
-    X("touch", cmd_touch, 0, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_NONE)                         \
-    X("gat", cmd_get, GET_TOUCH, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                     \
-    X("gats", cmd_get, GET_TOUCH | GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)          \
-    X("bget", cmd_get, 0, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                            \
-    X("flush_all", cmd_flush_all, 0, 2, 4, ERR, NOREPLY, NOKEY, NULL, PUB_FLUSH)              \
-    X("version", cmd_version, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                     \
-    X("verbosity", cmd_verbosity, 0, 3, 4, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)               \
-    X("stats", cmd_stats, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                         \
-    X("quit", cmd_quit, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                           \
-    X("shutdown", cmd_shutdown, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                   \
-    X("slabs", cmd_slabs, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)                         \
-    X("lru_crawler", cmd_lru_crawler, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE)             \
-    X("watch", cmd_watch, 0, 0, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)                       \
-    X("lru", cmd_lru, 0, 3, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)                           \
-    X("cache_memlimit", cmd_cache_memlimit, 0, 3, 4, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)     \
-    X("extstore", cmd_extstore, 0, 3, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE)
+ * silenced, whether tokens[1] is a key, shape check, what it publishes, and
+ * the handler that replaces it on a node with an L2 pool (NULL: the same
+ * one serves; get's misses and the storage commands' data blocks turn to
+ * l2cmd.c from inside it). Most frequent first: lookup is a scan. */
+#define CMD_TABLE(X)                                                                                      \
+    X("get", cmd_get, 0, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                                   \
+    X("set", cmd_store, CACHE_SET, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY, NULL)                          \
+    X("mg", cmd_mg, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_NONE, NULL)                                       \
+    X("ms", cmd_ms, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY, NULL)                                        \
+    X("gets", cmd_get, GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                            \
+    X("md", cmd_md, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_ALWAYS, NULL)                                     \
+    X("ma", cmd_ma, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY, NULL)                                        \
+    X("mn", cmd_mn, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                                     \
+    X("me", cmd_me, 0, 3, 0, E_FORMAT, PLAIN, KEY, NULL, PUB_NONE, NULL)                                  \
+    X("delete", cmd_delete, 0, 3, 5, ERR, PLAIN, KEY, cmd_delete_shape, PUB_ALWAYS, l2cmd_delete)         \
+    X("add", cmd_store, CACHE_ADD, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY, NULL)                          \
+    X("replace", cmd_store, CACHE_REPLACE, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY, NULL)                  \
+    X("append", cmd_store, CACHE_APPEND, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY, NULL)                    \
+    X("prepend", cmd_store, CACHE_PREPEND, 6, 7, ERR, NOREPLY, KEY, NULL, PUB_KEY, NULL)                  \
+    X("cas", cmd_store, CACHE_CAS, 7, 8, ERR, NOREPLY, KEY, NULL, PUB_KEY, NULL)                          \
+    X("incr", cmd_arith, 1, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_KEY, l2cmd_arith)                          \
+    X("decr", cmd_arith, 0, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_KEY, l2cmd_arith)                          \
+    X("touch", cmd_touch, 0, 4, 5, ERR, NOREPLY, KEY, NULL, PUB_NONE, l2cmd_touch)                        \
+    X("gat", cmd_get, GET_TOUCH, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, l2cmd_gat)                      \
+    X("gats", cmd_get, GET_TOUCH | GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, l2cmd_gat)           \
+    X("bget", cmd_get, 0, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                                  \
+    X("flush_all", cmd_flush_all, 0, 2, 4, ERR, NOREPLY, NOKEY, NULL, PUB_FLUSH, NULL)                    \
+    X("version", cmd_version, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                           \
+    X("verbosity", cmd_verbosity, 0, 3, 4, ERR, NOREPLY, NOKEY, NULL, PUB_NONE, NULL)                     \
+    X("stats", cmd_stats, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                               \
+    X("quit", cmd_quit, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                                 \
+    X("shutdown", cmd_shutdown, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                         \
+    X("slabs", cmd_slabs, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                               \
+    X("lru_crawler", cmd_lru_crawler, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                   \
+    X("watch", cmd_watch, 0, 0, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE, NULL)                             \
+    X("lru", cmd_lru, 0, 3, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE, NULL)                                 \
+    X("cache_memlimit", cmd_cache_memlimit, 0, 3, 4, ERR, NOREPLY, NOKEY, NULL, PUB_NONE, NULL)           \
+    X("extstore", cmd_extstore, 0, 3, 0, ERR, NOREPLY, NOKEY, NULL, PUB_NONE, NULL)
 
 static const struct cmd_row cmd_table[] = {
-#define CMD_ROW(name, handler, arg, min, max, arity_err, reply, key, shape, publish) \
-    { name, sizeof(name) - 1, handler, arg, min, max, arity_err, reply, key, shape, publish },
+#define CMD_ROW(name, handler, arg, min, max, arity_err, reply, key, shape, publish, l2) \
+    { name, sizeof(name) - 1, handler, arg, min, max, arity_err, reply, key, shape, publish, l2 },
     CMD_TABLE(CMD_ROW)
 #undef CMD_ROW
 };
@@ -218,7 +216,8 @@ cmd_dispatch_one(struct conn *c, struct proto_request *req)
         cmd_out(c, E_FORMAT);
         return;
     }
-    row->handler(c, req, row);
+    cmd_handler_fn handler = row->l2 != NULL && c->w->l2 != NULL ? row->l2 : row->handler;
+    handler(c, req, row);
 }
 
 /* --- retrieval ---------------------------------------------------------- */
@@ -245,10 +244,15 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
      * the client is already matching them to. */
     struct reply_mark mine;
     reply_mark(&c->out, &mine);
+    /* Two-level mode: from the first key L1 misses on, the values wait in
+     * op, in order, for what L2 sends (hits before it are already queued). */
+    struct l2op *op = NULL;
     for (;;) {
         for (; req->tokens[k].len != 0; k++) {
             const struct proto_token *key = &req->tokens[k];
             if (key->len > CACHE_KEY_MAX) {
+                if (op != NULL)
+                    l2cmd_get_abort(op);
                 reply_rollback(&c->out, &mine);
                 reply_line(&c->out, "CLIENT_ERROR bad command line format");
                 goto count;
@@ -261,8 +265,16 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
             if (watch_wants(WATCH_KIND(FETCHERS)))
                 watch_fetch(key->p, key->len, it ? WATCH_FOUND : WATCH_NOT_FOUND,
                             it ? item_class_id(it) : 0, it ? item_nbytes(it) - 2 : 0, c->fd);
-            if (it != NULL)
+            if (op != NULL) {
+                if (it != NULL)
+                    l2cmd_get_hit(op, it);
+                else
+                    l2cmd_get_miss(op, key->p, key->len);
+            } else if (it != NULL) {
                 reply_value(&c->out, it, with_cas); /* the reference moves to out */
+            } else if (w->l2 != NULL && (op = l2cmd_get_begin(c, with_cas)) != NULL) {
+                l2cmd_get_miss(op, key->p, key->len);
+            }
         }
         if (req->rest == NULL)
             break;
@@ -270,7 +282,10 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         proto_tokenize(req, req->rest, req->rest_len);
         k = 0;
     }
-    reply_add(&c->out, "END\r\n", 5);
+    if (op != NULL)
+        l2cmd_get_end(op); /* queues the rest and END, now or once L2 answered */
+    else
+        reply_add(&c->out, "END\r\n", 5);
 count:
     if (touch)
         NET_STAT_ADD(w, cmd_touch, lookups);
@@ -336,6 +351,7 @@ cmd_store(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     c->nread_row = row;
     c->nread_meta.active = false;
     c->nread_cas = cas_in;
+    c->nread_exptime = exptime;
     c->nread_noreply = c->noreply;
     c->noreply = false;
     c->state = CONN_NREAD;
@@ -390,6 +406,13 @@ cmd_complete_nread_one(struct conn *c)
         return;
     }
     enum cache_store_op op = c->nread_op;
+    if (c->w->l2 != NULL) {
+        /* Through L2 first, from item memory; the reference moves. */
+        bool noreply = c->noreply;
+        c->noreply = false;
+        l2cmd_store(c, it, op, c->nread_cas, c->nread_exptime, c->nread_row, noreply);
+        return;
+    }
     enum cache_result r = cache_store(it, op, c->nread_cas, NULL);
     if (watch_wants(WATCH_KIND(MUTATIONS)))
         cmd_watch_store(c, it, op, r);

@@ -37,6 +37,12 @@ enum cmd_key {
     CMD_KEY_ONE,    /* tokens[1] is a key: over 250 bytes is refused */
 };
 
+/* cmd_row.arg of the get family. */
+enum {
+    GET_CAS = 1,
+    GET_TOUCH = 2,
+};
+
 struct cmd_row;
 typedef void (*cmd_handler_fn)(struct conn *c, struct proto_request *req,
                                const struct cmd_row *row);
@@ -56,6 +62,7 @@ struct cmd_row {
     enum cmd_key key;
     cmd_shape_fn shape;         /* NULL: none */
     enum cmd_publish publish;
+    cmd_handler_fn l2;          /* two-level mode's handler; NULL: handler */
 };
 
 /* memcached's out_string: queues line and "\r\n", or nothing while the

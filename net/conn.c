@@ -18,6 +18,7 @@
 
 #include "net/binary.h"
 #include "net/cmd.h"
+#include "net/l2cmd.h"
 #include "net/proto.h"
 #include "net/watch.h"
 #include "src/clock.h"
@@ -39,6 +40,7 @@ enum conn_stop {
     STOP_FULL,          /* output above CONN_OUT_HIGH: send first */
     STOP_YIELD,         /* -R requests done in this pass */
     STOP_CLOSE,         /* quit, EOF, fatal error: close after sending */
+    STOP_WAIT_L2,       /* a command waits on L2: send, then sleep */
 };
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -142,6 +144,8 @@ conn_destroy(struct conn *c)
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->idle);
     watch_remove(c->watch);
+    if (c->l2op != NULL)
+        l2cmd_detach(c->l2op); /* it finishes without us */
     cache_release(&c->nread_it);
     reply_buf_deinit(&c->out);
     log_debug("<%d connection closed.", c->fd);
@@ -300,6 +304,8 @@ conn_process(struct conn *c)
             c->dead = true;
             return STOP_CLOSE;
         }
+        if (c->state == CONN_WAIT)
+            return STOP_WAIT_L2;
         if (c->out.pending > CONN_OUT_HIGH)
             return STOP_FULL;
         if (c->state == CONN_WATCH || c->state == CONN_DUMP) {
@@ -435,6 +441,11 @@ conn_run(struct conn *c)
         }
         if (stop == STOP_CLOSE || c->dead)
             break;
+        if (stop == STOP_WAIT_L2) {
+            conn_set_events(c, 0); /* conn_resume wakes us */
+            atomic_store_explicit(&c->stat_state, CONN_WAIT, memory_order_relaxed);
+            return;
+        }
         conn_set_events(c, EV_READ);
         if (stop == STOP_YIELD)
             ev_feed_event(c->w->loop, &c->io, EV_READ); /* come back after others */
@@ -480,6 +491,22 @@ conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     double again = idle > timeout ? 1. : (double)(timeout - idle + 1);
     ev_timer_set(t, again, 0.);
     ev_timer_start(loop, t);
+}
+
+void
+conn_suspend(struct conn *c, struct l2op *op)
+{
+    c->state = CONN_WAIT;
+    c->l2op = op;
+}
+
+void
+conn_resume(struct conn *c)
+{
+    c->state = CONN_PARSE;
+    c->l2op = NULL;
+    conn_set_events(c, EV_READ);
+    ev_feed_event(c->w->loop, &c->io, EV_READ);
 }
 
 void

@@ -20,6 +20,7 @@
 #include "net/reply.h"
 
 struct cmd_row;
+struct l2op;
 
 enum conn_state {
     CONN_PARSE,     /* reading command lines */
@@ -27,6 +28,7 @@ enum conn_state {
     CONN_SWALLOW,   /* discarding the data block of a refused store */
     CONN_WATCH,     /* a `watch` log stream: input ignored, lines sent */
     CONN_DUMP,      /* an `lru_crawler metadump` running in steps */
+    CONN_WAIT,      /* a command waits on L2: nothing more is parsed or read */
 };
 /* stat_state also says "waiting to write" (memcached's conn_mwrite). */
 #define CONN_STAT_MWRITE 16
@@ -59,12 +61,15 @@ struct conn {
     enum cache_store_op nread_op;
     const struct cmd_row *nread_row;    /* the table row, for publishing */
     uint64_t nread_cas;
+    int32_t nread_exptime;              /* as the client gave it, for L2 */
     bool nread_noreply;
     struct meta_stash nread_meta;   /* the pending store is an ms */
     uint8_t bin_opcode;             /* a binary store's opcode and opaque, */
     uint32_t bin_opaque;            /* echoed when its value has arrived */
     /* CONN_SWALLOW: bytes still to discard. */
     size_t swallow_left;
+    /* CONN_WAIT: the command waiting on L2 (it points back at us). */
+    struct l2op *l2op;
 
     struct watch *watch;            /* CONN_WATCH (watch.h), else NULL */
     struct cache_walk dump_walk;    /* CONN_DUMP's cursor */
@@ -83,6 +88,16 @@ conn_create(struct worker *w, int fd, const char *listen_name);
  * same worker, e.g. a watch's wake-up). May destroy c. */
 void
 conn_kick(struct conn *c);
+
+/* The current command waits on L2 (op): the connection stops parsing and
+ * reading after it, and flushes what earlier commands queued. */
+void
+conn_suspend(struct conn *c, struct l2op *op);
+
+/* op was answered (its reply is queued): parsing resumes where it stopped,
+ * from the loop, not from inside the caller. */
+void
+conn_resume(struct conn *c);
 
 /* Worker shutdown: flush what is queued, then close (quietly). */
 void

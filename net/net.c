@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "net/inflight.h"
+#include "net/l2cmd.h"
 #include "net/listener.h"
 #include "net/prefix.h"
 #include "net/watch.h"
@@ -72,7 +74,9 @@ worker_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 void
 net_worker_conn_gone(struct worker *w)
 {
-    if (w->stopping && w->nconns == 0)
+    /* Writes still waiting on L2 are let finish (until the stop deadline):
+     * their L1 and bus side effects must happen. */
+    if (w->stopping && w->nconns == 0 && l2cmd_worker_ops(w) == 0)
         ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -109,7 +113,7 @@ worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
             conn_begin_shutdown(c);
             c = next;
         }
-        if (w->nconns == 0) {
+        if (w->nconns == 0 && l2cmd_worker_ops(w) == 0) {
             ev_break(loop, EVBREAK_ALL);
             return;
         }
@@ -245,6 +249,7 @@ net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_
     pthread_mutex_init(&shared.reset_lock, NULL);
     prefix_setup(shared.opts.stat_key_prefix, shared.opts.detail_enabled);
     cache_set_evict_hook(watch_evicted);
+    inflight_setup();
     main_loop = loop;
 
     if (!listener_open(&shared, err, errlen)) {
@@ -289,6 +294,13 @@ net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_
         ev_async_start(w->loop, &w->wake);
         ev_init(&w->stop_deadline, worker_deadline_cb);
         w->stop_deadline.data = w;
+        if (!l2cmd_worker_setup(w)) {
+            snprintf(err, errlen, "out of memory starting the L2 client of worker %u", i);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            ev_loop_destroy(w->loop);
+            shared.nworkers = i;
+            return false;
+        }
         if (shared.opts.on_poll != NULL || shared.opts.worker_slice_us > 0) {
             ev_prepare_init(&w->before_poll, worker_before_poll);
             w->before_poll.data = w;
@@ -365,9 +377,12 @@ net_teardown(void)
             ev_async_send(w->loop, &w->wake);
         }
     }
+    for (unsigned i = 0; i < shared.nworkers; i++)
+        pthread_join(shared.workers[i].thread, NULL);
+    /* Every worker is joined: what was still waiting on L2 finishes here. */
+    l2cmd_teardown(shared.workers, shared.nworkers);
     for (unsigned i = 0; i < shared.nworkers; i++) {
         struct worker *w = &shared.workers[i];
-        pthread_join(w->thread, NULL);
         for (size_t q = 0; q < w->queue_len; q++)
             close(w->queue[q].fd);
         free(w->queue);
@@ -386,6 +401,7 @@ net_teardown(void)
     shared.workers = NULL;
     shared.nworkers = 0;
     pthread_mutex_destroy(&shared.reset_lock);
+    inflight_teardown();
     set_up = false;
 }
 

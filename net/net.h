@@ -136,6 +136,11 @@ struct net_options {
     net_settings_fn settings;   /* NULL: `stats settings` is just END */
     void *settings_arg;
     net_substats_fn substats;   /* NULL: unknown `stats x` is ERROR */
+    /* Two-level mode: l2/ is set up (l2_setup) and every worker reads
+     * through and writes through its pool; L1 copies live at most l1_ttl
+     * seconds (the cache's max_ttl must not exceed it either). */
+    bool l2;
+    unsigned l1_ttl;
 };
 
 /* The rows of NET_OPTIONS, for the option parser (src/option.h). */

@@ -43,6 +43,8 @@ struct net_thread_stats {
 
 struct net_shared;
 struct conn;
+struct l2_worker;
+struct waiter;
 
 struct worker_handoff {
     int fd;
@@ -73,6 +75,13 @@ struct worker {
     struct conn *conns;
     unsigned nconns;
     struct net_thread_stats stats;
+    /* Two-level mode (l2cmd.c): this worker's L2 client, and the values
+     * other workers' fetches deliver to its waiting commands. */
+    struct l2_worker *l2;       /* NULL without an L2 pool */
+    ev_async l2_wake;
+    pthread_mutex_t l2q_lock;
+    struct waiter *l2q;         /* delivered, not yet handed to their ops */
+    unsigned l2ops;             /* ops alive on this worker */
     char scratch[16384];        /* bytes swallowed after a refused store */
 };
 

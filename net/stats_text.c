@@ -351,6 +351,7 @@ stats_state_name(int state)
     case CONN_SWALLOW: return "conn_swallow";
     case CONN_WATCH:
     case CONN_DUMP: return "conn_watch";
+    case CONN_WAIT: return "conn_io_queue";
     default: return "conn_mwrite";
     }
 }

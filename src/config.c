@@ -54,6 +54,8 @@ config_groups(struct config *cfg)
         { "net", "Network and connections", net_option_rows, net_option_nrows, &cfg->net, NULL },
         { "cache", "Memory and items", cache_option_rows, cache_option_nrows, &cfg->cache, NULL },
         { "bus", "Invalidation bus", bus_option_rows, bus_option_nrows, &cfg->bus, NULL },
+        { "l2", "Two-level caching: an L1 in front of a shared pool", l2_option_rows,
+          l2_option_nrows, &cfg->l2, NULL },
         { "compat", "Accepted for compatibility with memcached", config_compat_rows,
           CONFIG_NCOMPAT, &cfg->compat, NULL },
     };
@@ -73,6 +75,7 @@ config_init(struct config *cfg)
     net_options_default(&cfg->net);
     cache_options_default(&cfg->cache);
     bus_options_default(&cfg->bus);
+    l2_options_default(&cfg->l2);
     (void)option_defaults(config_process_rows, CONFIG_NPROCESS, &cfg->proc, err, sizeof(err));
     (void)option_defaults(config_compat_rows, CONFIG_NCOMPAT, &cfg->compat, err, sizeof(err));
 }
@@ -159,6 +162,11 @@ config_validate(struct config *cfg, FILE *notices, char *err, size_t errlen, int
     if (cfg->bus.peers != NULL && cfg->bus.group != NULL)
         return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
                            "--bus-peers and --bus-group are exclusive: pick unicast or multicast");
+    if (cfg->l2.servers != NULL) {
+        char why[256];
+        if (!l2_servers_valid(cfg->l2.servers, why, sizeof(why)))
+            return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE, "%s", why);
+    }
     return true;
 }
 

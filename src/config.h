@@ -1,5 +1,5 @@
 /* config: the top of the option tree. It gathers the option rows every
- * module declares (net/, cache/, bus/) with the process's own and with the
+ * module declares (net/, cache/, bus/, l2/) with the process's own and with the
  * memcached flags accepted for compatibility, hands them to src/option.c
  * (parse, -h, man page, `stats settings`), and keeps only the checks that
  * span options. Top tier: it includes every module; nothing includes it but
@@ -14,6 +14,7 @@
 
 #include "bus/bus.h"
 #include "cache/cache.h"
+#include "l2/l2.h"
 #include "net/net.h"
 #include "src/option.h"
 
@@ -242,7 +243,8 @@ enum {
     CONFIG_NNET = 0 NET_OPTIONS(OPTION_ONE, OPTION_ONE),
     CONFIG_NCACHE = 0 CACHE_OPTIONS(OPTION_ONE, OPTION_ONE),
     CONFIG_NBUS = 0 BUS_OPTIONS(OPTION_ONE, OPTION_ONE),
-    CONFIG_NGROUPS = 5,
+    CONFIG_NL2 = 0 L2_OPTIONS(OPTION_ONE, OPTION_ONE),
+    CONFIG_NGROUPS = 6,
 };
 
 /* Every option of the process, module by module. */
@@ -251,9 +253,11 @@ struct config {
     struct net_options net;
     struct cache_options cache;
     struct bus_options bus;
+    struct l2_options l2;
     struct config_compat compat;
     struct option_group groups[CONFIG_NGROUPS];
-    bool given[CONFIG_NPROCESS + CONFIG_NNET + CONFIG_NCACHE + CONFIG_NBUS + CONFIG_NCOMPAT];
+    bool given[CONFIG_NPROCESS + CONFIG_NNET + CONFIG_NCACHE + CONFIG_NBUS + CONFIG_NL2 +
+               CONFIG_NCOMPAT];
 };
 
 /* Every row's default (memcached's: -p 11211, -m 64, -c 1024, -t 4, -I 1m ...). */

@@ -20,6 +20,7 @@
 
 #include "bus/bus.h"
 #include "cache/cache.h"
+#include "l2/l2.h"
 #include "net/net.h"
 #include "src/clock.h"
 #include "src/config.h"
@@ -218,11 +219,16 @@ main_bus_stat(const char *name, const char *value, void *arg)
 static bool
 main_substats(const char *name, size_t len, net_stat_emit_fn emit, void *ctx)
 {
-    if (len != 3 || memcmp(name, "bus", 3) != 0)
-        return false;
     struct main_bus_stats s = {emit, ctx};
-    bus_stats(main_bus_stat, &s);
-    return true;
+    if (len == 3 && memcmp(name, "bus", 3) == 0) {
+        bus_stats(main_bus_stat, &s);
+        return true;
+    }
+    if (len == 2 && memcmp(name, "l2", 2) == 0) {
+        l2_stats(main_bus_stat, &s); /* "servers 0" without a pool */
+        return true;
+    }
+    return false;
 }
 
 int
@@ -283,8 +289,22 @@ main(int argc, char **argv)
     signal(SIGHUP, SIG_IGN);
 
     clock_setup();
+    if (cfg.l2.servers != NULL) {
+        /* Two-level mode: L1 items are copies carrying L2's CAS, and none
+         * lives longer than --l1-ttl (fills and writes alike). */
+        cfg.cache.upstream_cas = true;
+        if (cfg.cache.max_ttl == 0 || cfg.cache.max_ttl > cfg.l2.l1_ttl)
+            cfg.cache.max_ttl = cfg.l2.l1_ttl;
+        cfg.net.l2 = true;
+        cfg.net.l1_ttl = cfg.l2.l1_ttl;
+        if (!l2_setup(&cfg.l2, err, sizeof(err))) {
+            fprintf(stderr, "%s\n", err);
+            return EXIT_OSERR;
+        }
+    }
     if (!cache_setup(&cfg.cache, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
+        l2_teardown();
         return EXIT_OSERR;
     }
 
@@ -306,6 +326,7 @@ main(int argc, char **argv)
     if (bus_enabled(&cfg.bus)) {
         if (!bus_setup(&cfg.bus, err, sizeof(err))) {
             fprintf(stderr, "%s\n", err);
+            l2_teardown();
             cache_teardown();
             return EXIT_OSERR;
         }
@@ -318,6 +339,7 @@ main(int argc, char **argv)
     if (!net_setup(&cfg.net, loop, err, sizeof(err))) {
         fprintf(stderr, "%s\n", err);
         net_teardown();
+        l2_teardown();
         bus_teardown();
         cache_teardown();
         return EXIT_OSERR;
@@ -329,7 +351,8 @@ main(int argc, char **argv)
 
     ev_run(loop, 0);
 
-    net_teardown();   /* workers joined: nobody publishes any more */
+    net_teardown();   /* workers joined, L2 requests finished: nobody publishes any more */
+    l2_teardown();
     bus_teardown();   /* sends what is pending and a goodbye; before the cache goes */
     cache_teardown();
     /* memcached removes the pid file only when it daemonized. */
