@@ -297,12 +297,14 @@ def wait_until(fn, timeout, step=0.02):
 
 class Relay:
     """A TCP relay in front of one server that holds every chunk the client
-    side sends for delay seconds before passing it on, and counts the meta
-    get lines it carries per key (keys given up front)."""
+    side sends for delay seconds (and every chunk of replies for delay_back)
+    before passing it on, and counts the meta get lines it carries per key
+    (keys given up front)."""
 
-    def __init__(self, target_port, delay=0.3, watch=()):
+    def __init__(self, target_port, delay=0.3, watch=(), delay_back=0.0):
         self.target = target_port
         self.delay = delay
+        self.delay_back = delay_back
         self.watch = [k.encode() if isinstance(k, str) else k for k in watch]
         self.counts = {k: 0 for k in self.watch}
         self.mg_lines = 0
@@ -366,7 +368,8 @@ class Relay:
                 continue
             self.socks += [c, up]
             threading.Thread(target=self._pipe, args=(c, up, self.delay, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(up, c, 0, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, c, self.delay_back, False),
+                             daemon=True).start()
 
     def stop(self):
         self.stopping = True
