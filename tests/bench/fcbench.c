@@ -4,6 +4,10 @@
  * length, content), so a server that answers garbage is counted, not fast.
  * Latency per request goes into log-linear histograms (HdrHistogram-style,
  * under 1% error); the result is one "FCBENCH key=value ..." line on stdout.
+ * With --two-tier HOST:PORT it plays an application that runs two cache
+ * tiers itself: a get that misses the server asks the second tier, and a hit
+ * there is set back into the first (noreply, --l1-ttl seconds), so the
+ * two-level mode of a node can be measured against doing it by hand.
  * Links libev, libm and pthreads only: nothing of fleetcache. */
 #include <errno.h>
 #include <ev.h>
@@ -67,6 +71,9 @@ struct bench_opts {
     uint64_t seed;
     double max_miss;            /* misses/get_keys above this make a run invalid */
     bool meta;                  /* gets as "mg <key> v f k", sets as "ms" */
+    char tier_host[256];        /* --two-tier: the second tier, "" for none */
+    char tier_port[16];
+    uint32_t l1_ttl;            /* --l1-ttl: expiry of the copies set back */
 };
 
 static struct bench_opts opt = {
@@ -76,6 +83,7 @@ static struct bench_opts opt = {
     .ratio_set = 1, .ratio_get = 9, .multiget = 1, .depth = 1,
     .preload = false, .verify = true, .stats_arg = "", .count = 1000,
     .inval_delete = false, .seed = 0x9e3779b97f4a7c15ull, .max_miss = 1.0,
+    .tier_host = "", .tier_port = "", .l1_ttl = 0,
 };
 
 static char *pattern;           /* value filler: pattern[i] = 'a' + i % 26 */
@@ -240,6 +248,8 @@ struct req {
 };
 
 struct counters {
+    uint64_t tier_asks;         /* --two-tier: gets that went to the second tier */
+    uint64_t tier_hits;
     uint64_t gets;              /* get requests completed */
     uint64_t sets;
     uint64_t get_keys;          /* keys asked for */
@@ -269,6 +279,13 @@ struct conn {
     uint32_t kpos;              /* multiget: next key of the head request to match */
     uint32_t khits;
     uint64_t rng;
+    /* --two-tier: the connection to the second tier, and whether the head
+     * request waits on it (its first-tier get missed). */
+    int tfd;
+    ev_io trio;
+    char *tbuf;
+    size_t tcap, tlen;
+    bool tier_wait;
 };
 
 struct worker {
@@ -310,6 +327,11 @@ conn_kill(struct conn *c, const char *why)
     ev_io_stop(c->w->loop, &c->wio);
     close(c->fd);
     c->fd = -1;
+    if (c->tfd >= 0) {
+        ev_io_stop(c->w->loop, &c->trio);
+        close(c->tfd);
+        c->tfd = -1;
+    }
     if (c->w->c.conn_errors <= 5) fprintf(stderr, "fcbench: connection dropped: %s\n", why);
     if (c->w->live == 0) ev_break(c->w->loop, EVBREAK_ALL);
 }
@@ -492,6 +514,94 @@ parse_u32(const char **p, const char *end, uint32_t *out)
     return true;
 }
 
+/* ---- --two-tier: the application's own second tier ---- */
+
+static void conn_flush(struct conn *c);
+
+/* tier_ask: the head get missed the first tier; ask the second. */
+static void
+tier_ask(struct conn *c, struct req *r)
+{
+    char line[300];
+    size_t n = 0;
+    memcpy(line, "get ", 4);
+    n = 4 + key_fmt(r->key[0], line + 4);
+    line[n++] = '\r';
+    line[n++] = '\n';
+    c->tier_wait = true;
+    if (c->w->recording) c->w->c.tier_asks++;
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(c->tfd, line + off, n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { conn_kill(c, "second tier: send failed"); return; }
+        off += (size_t)w;
+    }
+}
+
+/* tier_read_cb: the second tier's answer; a hit is set back into the first
+ * tier (noreply, as an application would not wait for it). */
+static void
+tier_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = io->data;
+    (void)loop; (void)revents;
+    if (c->tlen == c->tcap) { conn_kill(c, "second tier: reply too long"); return; }
+    ssize_t n = recv(c->tfd, c->tbuf + c->tlen, c->tcap - c->tlen, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        conn_kill(c, "second tier closed");
+        return;
+    }
+    c->tlen += (size_t)n;
+    if (!c->tier_wait) { conn_kill(c, "second tier: reply nobody asked for"); return; }
+    /* "END\r\n", or "VALUE k f n\r\n<n bytes>\r\nEND\r\n" */
+    struct req *r = (struct req *)(c->ring + (size_t)(c->head % opt.depth) * c->slot);
+    if (c->tlen >= 5 && memcmp(c->tbuf, "END\r\n", 5) == 0) {
+        if (c->tlen != 5) { conn_kill(c, "second tier: reply nobody asked for"); return; }
+    } else {
+        char *nl = memchr(c->tbuf, '\n', c->tlen);
+        const char *p, *sp;
+        uint32_t flags, bytes;
+        size_t head, total;
+        if (!nl) return;                        /* the VALUE line is not in yet */
+        head = (size_t)(nl + 1 - c->tbuf);
+        sp = head > 7 ? memchr(c->tbuf + 6, ' ', head - 7) : NULL;
+        p = sp ? sp + 1 : NULL;
+        if (memcmp(c->tbuf, "VALUE ", 6) != 0 || !p || !parse_u32(&p, nl, &flags) || *p++ != ' ' ||
+                !parse_u32(&p, nl, &bytes) || bytes > MAX_VALUE) {
+            conn_kill(c, "second tier: bad VALUE line");
+            return;
+        }
+        total = head + bytes + 2 + 5;
+        if (total > c->tcap) { conn_kill(c, "second tier: value too large"); return; }
+        if (c->tlen < total) return;            /* more to come */
+        if (c->tlen > total || memcmp(c->tbuf + total - 5, "END\r\n", 5) != 0) {
+            conn_kill(c, "second tier: bad reply");
+            return;
+        }
+        const char *v = c->tbuf + head;
+        if (!value_check(r->key[0], v, bytes) && c->w->recording) c->w->c.errors++;
+        /* the copy goes back into the first tier */
+        char line[400];
+        int ln;
+        memcpy(line, "set ", 4);
+        ln = 4 + (int)key_fmt(r->key[0], line + 4);
+        ln += snprintf(line + ln, sizeof(line) - (size_t)ln, " %u %u %u noreply\r\n", flags, opt.l1_ttl, bytes);
+        wbuf_reserve(c, (size_t)ln + bytes + 2);
+        wbuf_put(c, line, (size_t)ln);
+        wbuf_put(c, v, bytes);
+        wbuf_put(c, "\r\n", 2);
+        c->khits = 1;
+        if (c->w->recording) c->w->c.tier_hits++;
+    }
+    c->tlen = 0;
+    c->tier_wait = false;
+    uint64_t t = now_ns();
+    req_done(c, r, t);
+    conn_fill(c, t);
+    if (c->wlen > c->wpos && !ev_is_active(&c->wio)) conn_flush(c);
+}
+
 /* conn_parse: consumes every complete reply in rbuf. Returns false when the
  * connection was dropped (garbage); *need is the byte count to wait for. */
 static bool
@@ -527,6 +637,10 @@ conn_parse(struct conn *c, uint64_t t, size_t *need)
         }
         if (line_is(s, len, opt.meta ? "EN" : "END")) {
             c->rpos += len + 2;
+            if (c->tfd >= 0 && c->khits == 0) {
+                tier_ask(c, r);     /* done when the second tier answers */
+                return true;
+            }
             req_done(c, r, t);
             continue;
         }
@@ -791,6 +905,20 @@ run_phase(enum bench_mode mode)
             c->ring = calloc(opt.depth, c->slot);
             if (!c->rbuf || !c->wbuf || !c->ring) die("%s", "out of memory");
             c->rng = mix64(opt.seed ^ ((uint64_t)t << 32) ^ (uint64_t)i) | 1;
+            c->tfd = -1;
+            if (opt.tier_host[0] && mode == MODE_RUN) {
+                c->tfd = tcp_connect(opt.tier_host, opt.tier_port, opt.timeout < 5 ? opt.timeout : 5);
+                if (c->tfd < 0) {
+                    fprintf(stderr, "fcbench: cannot connect to %s:%s\n", opt.tier_host, opt.tier_port);
+                    exit(2);
+                }
+                c->tcap = 64 * 1024 + (size_t)opt.value;
+                c->tbuf = malloc(c->tcap);
+                if (!c->tbuf) die("%s", "out of memory");
+                ev_io_init(&c->trio, tier_read_cb, c->tfd, EV_READ);
+                c->trio.data = c;
+                ev_io_start(w->loop, &c->trio);
+            }
             ev_io_init(&c->rio, conn_read_cb, c->fd, EV_READ);
             ev_io_init(&c->wio, conn_write_cb, c->fd, EV_WRITE);
             c->rio.data = c->wio.data = c;
@@ -814,11 +942,13 @@ run_phase(enum bench_mode mode)
         tot.hits += w->c.hits; tot.misses += w->c.misses;
         tot.errors += w->c.errors; tot.conn_errors += w->c.conn_errors;
         tot.all_ops += w->c.all_ops;
+        tot.tier_asks += w->c.tier_asks; tot.tier_hits += w->c.tier_hits;
         hist_merge(h, &w->h);
         for (i = 0; i < w->nconns; i++) {
             struct conn *c = &w->conns[i];
             if (c->fd >= 0) close(c->fd);
-            free(c->rbuf); free(c->wbuf); free(c->ring);
+            if (c->tfd >= 0) close(c->tfd);
+            free(c->rbuf); free(c->wbuf); free(c->ring); free(c->tbuf);
         }
         free(w->conns);
         ev_loop_destroy(w->loop);
@@ -843,13 +973,14 @@ run_phase(enum bench_mode mode)
            " errors=%" PRIu64 " conn_errors=%" PRIu64 " valid=%d"
            " p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f mean_us=%.1f"
            " all_ops=%" PRIu64 " client_cpu_pct=%.0f client_cpu_s=%.3f"
-           " conns=%d threads=%d depth=%u multiget=%u value=%u keys=%u ratio=%u:%u\n",
+           " conns=%d threads=%d depth=%u multiget=%u value=%u keys=%u ratio=%u:%u"
+           " tier_asks=%" PRIu64 " tier_hits=%" PRIu64 "\n",
            mode == MODE_LOAD ? "load" : "run", tot.gets + tot.sets, window, ops_s, keys_s,
            tot.gets, tot.sets, tot.get_keys, tot.hits, tot.misses, tot.errors, tot.conn_errors, clean,
            hist_pct(h, 0.50), hist_pct(h, 0.90), hist_pct(h, 0.99), hist_pct(h, 0.999),
            (double)h->max / 1000.0, h->n ? (double)h->sum / (double)h->n / 1000.0 : 0.0,
            tot.all_ops, client_cpu, client_cpu_s, opt.conns, opt.threads, opt.depth, opt.multiget, opt.value, opt.keys,
-           opt.ratio_set, opt.ratio_get);
+           opt.ratio_set, opt.ratio_get, tot.tier_asks, tot.tier_hits);
     fflush(stdout);
     free(ws);
     free(h);
@@ -1051,6 +1182,11 @@ usage(FILE *f)
         "      --inval-op set|delete  inval mode: mutation sent to --server (set)\n"
         "  -n, --count N            inval mode: keys to time (1000)\n"
         "      --seed N             random seed\n"
+        "      --two-tier HOST:PORT run mode: a get that misses asks this second tier and\n"
+        "                           sets a hit back (noreply), as an application running\n"
+        "                           two cache tiers itself would (-m 1 -D 1 -r 0:1 only,\n"
+        "                           without --meta)\n"
+        "      --l1-ttl SEC         --two-tier: expiry of the copies set back (0)\n"
         "Prints one line: FCBENCH key=value ... (valid=1 when every reply checked out).\n"
         "Exit 0 when valid, 1 when not, 2 when the run could not start.\n",
         MAX_MULTIGET, MAX_DEPTH);
@@ -1090,7 +1226,8 @@ arg_sec(const char *s, double hi)
 int
 main(int argc, char **argv)
 {
-    enum { O_KEYMIN = 256, O_KEYMAX, O_NOVERIFY, O_TIMEOUT, O_STATSARG, O_PEER, O_INVALOP, O_SEED, O_MAXMISS, O_META };
+    enum { O_KEYMIN = 256, O_KEYMAX, O_NOVERIFY, O_TIMEOUT, O_STATSARG, O_PEER, O_INVALOP, O_SEED, O_MAXMISS, O_META,
+           O_TWOTIER, O_L1TTL };
     static const struct option longs[] = {
         {"server", 1, 0, 's'}, {"mode", 1, 0, 'M'}, {"conns", 1, 0, 'c'},
         {"threads", 1, 0, 'T'}, {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
@@ -1100,6 +1237,7 @@ main(int argc, char **argv)
         {"timeout", 1, 0, O_TIMEOUT}, {"stats-arg", 1, 0, O_STATSARG}, {"peer", 1, 0, O_PEER},
         {"inval-op", 1, 0, O_INVALOP}, {"count", 1, 0, 'n'}, {"seed", 1, 0, O_SEED}, {"max-miss", 1, 0, O_MAXMISS},
         {"meta", 0, 0, O_META},
+        {"two-tier", 1, 0, O_TWOTIER}, {"l1-ttl", 1, 0, O_L1TTL},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     bool have_peer = false;
@@ -1151,6 +1289,10 @@ main(int argc, char **argv)
         case O_SEED: opt.seed = arg_u32(optarg, 0, UINT32_MAX) * 0x9e3779b97f4a7c15ull + 1; break;
         case O_MAXMISS: opt.max_miss = arg_sec(optarg, 1.0); break;
         case O_META: opt.meta = true; break;
+        case O_TWOTIER:
+            split_hostport(optarg, opt.tier_host, sizeof(opt.tier_host), opt.tier_port, sizeof(opt.tier_port));
+            break;
+        case O_L1TTL: opt.l1_ttl = arg_u32(optarg, 0, 2592000); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1166,6 +1308,8 @@ main(int argc, char **argv)
         return inval_mode();
     }
     if (opt.threads > opt.conns) opt.threads = opt.conns;
+    if (opt.tier_host[0] && (opt.multiget != 1 || opt.depth != 1 || opt.ratio_set != 0 || opt.meta))
+        die("%s", "--two-tier takes -m 1 -D 1 -r 0:1, without --meta");
     pattern = malloc(opt.value);
     if (!pattern) die("%s", "out of memory");
     for (i = 0; i < opt.value; i++) pattern[i] = (char)('a' + i % 26);
