@@ -199,14 +199,40 @@ l2_server_ok(unsigned server)
 /* --- workers --------------------------------------------------------------------- */
 
 static void
+l2_flush_all(struct l2_worker *w)
+{
+    for (unsigned i = 0; i < l2_pool.nservers; i++)
+        if (w->conns[i].dirty)
+            upconn_flush(&w->conns[i]);
+}
+
+static void
 l2_flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     (void)loop;
     (void)revents;
     struct l2_worker *w = p->data;
-    for (unsigned i = 0; i < l2_pool.nservers; i++)
-        if (w->conns[i].dirty)
-            upconn_flush(&w->conns[i]);
+    l2_flush_all(w);
+    w->flushed = true;
+}
+
+static void
+l2_flush_late_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct l2_worker *w = p->data;
+    w->late_fed = false;
+    l2_flush_all(w);
+}
+
+static void
+l2_after_poll_cb(struct ev_loop *loop, ev_check *c, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct l2_worker *w = c->data;
+    w->flushed = false;
 }
 
 struct l2_worker *
@@ -230,6 +256,12 @@ l2_worker_create(struct ev_loop *loop)
     w->flush.data = w;
     ev_prepare_start(loop, &w->flush);
     ev_unref(loop); /* the flush alone must not keep the loop running */
+    ev_check_init(&w->after_poll, l2_after_poll_cb);
+    w->after_poll.data = w;
+    ev_check_start(loop, &w->after_poll);
+    ev_unref(loop);
+    ev_prepare_init(&w->flush_late, l2_flush_late_cb);
+    w->flush_late.data = w;
     pthread_mutex_lock(&l2_pool.workers_lock);
     w->next = l2_pool.workers;
     l2_pool.workers = w;
@@ -261,6 +293,9 @@ l2_worker_destroy(struct l2_worker *w)
         upconn_close(&w->conns[i], L2_SHUTDOWN);
     ev_ref(w->loop);
     ev_prepare_stop(w->loop, &w->flush);
+    ev_ref(w->loop);
+    ev_check_stop(w->loop, &w->after_poll);
+    ev_clear_pending(w->loop, &w->flush_late);
     pthread_mutex_lock(&l2_pool.workers_lock);
     for (struct l2_worker **pp = &l2_pool.workers; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == w) {
@@ -403,6 +438,10 @@ l2_submit(struct l2_worker *w, unsigned server, const struct l2_call *call)
     L2_ADD(st->requests, 1);
     atomic_store_explicit(&w->pending, atomic_load_explicit(&w->pending, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    if (w->flushed && !w->late_fed) {
+        w->late_fed = true;
+        ev_feed_event(w->loop, &w->flush_late, EV_PREPARE);
+    }
     return L2_SUBMITTED;
 }
 

@@ -141,6 +141,14 @@ struct l2_worker {
     struct ev_loop *loop;
     struct upconn *conns;       /* one per server */
     ev_prepare flush;           /* writes what the iteration submitted */
+    /* A request submitted after the flush of this iteration (a callback
+     * fed from inside it, e.g. a client resumed by a failure found while
+     * flushing) must not wait for the next poll: flush_late is fed once
+     * for it. after_poll clears flushed. */
+    ev_check after_poll;
+    ev_prepare flush_late;      /* never started: only fed */
+    bool flushed;
+    bool late_fed;
     struct l2_req *free_reqs;
     unsigned nfree;
     _Atomic unsigned pending;
