@@ -142,6 +142,9 @@ typedef char *(*l2_sink_fn)(void *arg, const struct l2_reply *head);
 /* Called exactly once per submitted request, on the worker's thread. */
 typedef void (*l2_done_fn)(void *arg, const struct l2_reply *reply);
 
+/* The longest arguments a request may carry (l2_call.args). */
+#define L2_ARGS_MAX 400
+
 struct l2_call {
     const char *cmd;            /* "mg", "ms", "md", "ma", "mn" */
     const char *key;            /* sent as it is: the caller checked it */

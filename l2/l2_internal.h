@@ -22,7 +22,6 @@
 #include "l2/l2.h"
 
 /* A request line: "ms " key (250) " " arguments " O" opaque "\r\n". */
-#define L2_ARGS_MAX 200
 #define L2_LINE_MAX (3 + 250 + 1 + L2_ARGS_MAX + 16 + 2)
 /* Values this small are kept in the request when no sink is given. */
 #define L2_SMALL_VALUE 64

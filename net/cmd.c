@@ -58,8 +58,8 @@ static void cmd_slabs(struct conn *c, struct proto_request *req, const struct cm
     X("mg", cmd_mg, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_NONE, NULL)                                       \
     X("ms", cmd_ms, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY, NULL)                                        \
     X("gets", cmd_get, GET_CAS, 3, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                            \
-    X("md", cmd_md, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_ALWAYS, NULL)                                     \
-    X("ma", cmd_ma, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY, NULL)                                        \
+    X("md", cmd_md, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_ALWAYS, l2cmd_md)                                 \
+    X("ma", cmd_ma, 0, 3, 0, ERR, QUIET, KEY, NULL, PUB_KEY, l2cmd_ma)                                    \
     X("mn", cmd_mn, 0, 0, 0, ERR, PLAIN, NOKEY, NULL, PUB_NONE, NULL)                                     \
     X("me", cmd_me, 0, 3, 0, E_FORMAT, PLAIN, KEY, NULL, PUB_NONE, NULL)                                  \
     X("delete", cmd_delete, 0, 3, 5, ERR, PLAIN, KEY, cmd_delete_shape, PUB_ALWAYS, l2cmd_delete)         \

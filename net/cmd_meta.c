@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "net/cmd_internal.h"
+#include "net/l2cmd.h"
 #include "net/meta.h"
 #include "net/watch.h"
 
@@ -97,8 +98,12 @@ cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         reply_line(&c->out, m.error);
         return;
     }
+    /* Two-level mode: what only L2 can answer goes there (l2cmd.h). */
+    bool l2 = c->w->l2 != NULL;
+    if (l2 && m.opaque_bad < 0 && l2cmd_mg_through(c, req, &m))
+        return;
     struct cache_mget g;
-    g.vivify = meta_has(&m, 'N');
+    g.vivify = meta_has(&m, 'N') && !l2; /* with a pool, leases live in L2 */
     g.discard = m.opaque_bad >= 0;
     g.no_bump = meta_has(&m, 'u') || (g.discard && mg_locked(&m));
     mg_steps(req, &m, g.steps, &g.nsteps);
@@ -119,6 +124,8 @@ cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     }
     if (it == NULL) {
         NET_STAT_ADD(c->w, cmd_get, 1);
+        if (l2 && l2cmd_mg_miss(c, req, &m))
+            return; /* read through, answered once L2 did */
         if (!meta_has(&m, 'q'))
             meta_reply_code(c, "EN", req, &m);
         return;
@@ -277,6 +284,13 @@ cmd_ms(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     }
     if (m.binary)
         item_set_key_binary(it);
+    if (c->w->l2 != NULL && (c->nread_fwd = l2cmd_ms_prepare(req, &m)) == NULL) {
+        cache_release(&it);
+        reply_line(&c->out, "SERVER_ERROR out of memory storing object");
+        c->state = CONN_SWALLOW;
+        c->swallow_left = (size_t)m.vlen + 2;
+        return;
+    }
     ms_stash(c, req, &m);
     c->nread_it = it; /* released in cmd_complete_nread or conn_destroy */
     c->nread_dst = item_value(it);
@@ -295,8 +309,21 @@ cmd_ms_complete(struct conn *c, struct item *it, bool chunk_ok)
     struct meta_stash *s = &c->nread_meta;
     s->active = false;
     if (!chunk_ok) {
+        l2cmd_fwd_free(&c->nread_fwd);
         cache_count_set(it);
         reply_line(&c->out, "CLIENT_ERROR bad data chunk");
+        return;
+    }
+    if (c->nread_fwd != NULL) {
+        /* Two-level mode: through L2 first, from item memory. */
+        struct l2fwd *fwd = c->nread_fwd;
+        c->nread_fwd = NULL;
+        if (!item_hold(it)) { /* the op's; the caller releases its own */
+            l2cmd_fwd_free(&fwd);
+            reply_line(&c->out, "SERVER_ERROR out of memory storing object");
+            return;
+        }
+        l2cmd_ms(c, it, fwd, c->nread_row);
         return;
     }
     enum cache_store_op op = c->nread_op;

@@ -146,6 +146,7 @@ conn_destroy(struct conn *c)
     watch_remove(c->watch);
     if (c->l2op != NULL)
         l2cmd_detach(c->l2op); /* it finishes without us */
+    l2cmd_fwd_free(&c->nread_fwd);
     cache_release(&c->nread_it);
     reply_buf_deinit(&c->out);
     log_debug("<%d connection closed.", c->fd);

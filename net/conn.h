@@ -20,6 +20,7 @@
 #include "net/reply.h"
 
 struct cmd_row;
+struct l2fwd;
 struct l2op;
 
 enum conn_state {
@@ -66,6 +67,7 @@ struct conn {
     struct meta_stash nread_meta;   /* the pending store is an ms */
     uint8_t bin_opcode;             /* a binary store's opcode and opaque, */
     uint32_t bin_opaque;            /* echoed when its value has arrived */
+    struct l2fwd *nread_fwd;        /* two-level mode: that ms's L2 request */
     /* CONN_SWALLOW: bytes still to discard. */
     size_t swallow_left;
     /* CONN_WAIT: the command waiting on L2 (it points back at us). */

@@ -51,8 +51,8 @@ inflight_teardown(void)
 }
 
 static struct fetch *
-inflight_new(const char *key, size_t nkey, uint64_t hv, struct worker *w, struct l2op *op,
-             size_t slot)
+inflight_new(const char *key, size_t nkey, uint64_t hv, bool meta, struct worker *w,
+             struct l2op *op, size_t slot)
 {
     struct fetch *f = calloc(1, sizeof(*f));
     struct waiter *first = malloc(sizeof(*first));
@@ -61,7 +61,7 @@ inflight_new(const char *key, size_t nkey, uint64_t hv, struct worker *w, struct
         free(first);
         return NULL;
     }
-    *first = (struct waiter){NULL, w, op, slot, NULL};
+    *first = (struct waiter){NULL, w, op, slot, NULL, 0, meta};
     f->hv = hv;
     f->owner = w;
     f->waiters = first;
@@ -74,20 +74,21 @@ inflight_new(const char *key, size_t nkey, uint64_t hv, struct worker *w, struct
 }
 
 enum inflight_result
-inflight_join(const char *key, size_t nkey, struct worker *w, struct l2op *op, size_t slot,
-              struct fetch **fetch, struct item **hit)
+inflight_join(const char *key, size_t nkey, bool lease, bool meta, struct worker *w,
+              struct l2op *op, size_t slot, struct fetch **fetch, struct item **hit)
 {
     uint64_t hv = XXH3_64bits(key, nkey);
     pthread_mutex_t *lock = inflight_lock_of(hv);
     pthread_mutex_lock(lock);
     for (struct fetch *f = *inflight_bucket(hv); f != NULL; f = f->next) {
-        if (f->hv == hv && f->nkey == nkey && memcmp(f->key, key, nkey) == 0) {
+        if (f->hv == hv && f->lease == lease && f->nkey == nkey &&
+            memcmp(f->key, key, nkey) == 0) {
             struct waiter *wt = malloc(sizeof(*wt));
             if (wt == NULL) {
                 pthread_mutex_unlock(lock);
                 return INFLIGHT_NOMEM;
             }
-            *wt = (struct waiter){NULL, w, op, slot, NULL};
+            *wt = (struct waiter){NULL, w, op, slot, NULL, 0, meta};
             *f->last = wt;
             f->last = &wt->next;
             f->nwaiters++;
@@ -102,11 +103,12 @@ inflight_join(const char *key, size_t nkey, struct worker *w, struct l2op *op, s
         *hit = it;
         return INFLIGHT_HIT;
     }
-    struct fetch *f = inflight_new(key, nkey, hv, w, op, slot);
+    struct fetch *f = inflight_new(key, nkey, hv, meta, w, op, slot);
     if (f == NULL) {
         pthread_mutex_unlock(lock);
         return INFLIGHT_NOMEM;
     }
+    f->lease = lease;
     struct fetch **b = inflight_bucket(hv);
     f->next = *b;
     *b = f;
@@ -119,7 +121,7 @@ inflight_join(const char *key, size_t nkey, struct worker *w, struct l2op *op, s
 struct fetch *
 inflight_private(const char *key, size_t nkey, struct worker *w, struct l2op *op, size_t slot)
 {
-    return inflight_new(key, nkey, XXH3_64bits(key, nkey), w, op, slot);
+    return inflight_new(key, nkey, XXH3_64bits(key, nkey), false, w, op, slot);
 }
 
 struct waiter *

@@ -30,6 +30,18 @@ struct waiter {
     struct l2op *op;
     size_t slot;
     struct item *it;            /* the delivered value (a reference), or NULL */
+    uint8_t marks;              /* INFLIGHT_WIN ...: the lease marks this waiter gets */
+    bool meta;                  /* an mg: it may be handed L2's win */
+};
+
+/* A fetch's reply may carry memcached's lease marks. One request went to L2
+ * for all the waiters, so they are shared out as memcached would have
+ * answered each of them: the win to one (the first mg to join), "won
+ * already" to the others, stale to all. */
+enum {
+    INFLIGHT_WIN = 1,           /* W */
+    INFLIGHT_WON = 2,           /* Z */
+    INFLIGHT_STALE = 4,         /* X */
 };
 
 struct fetch {
@@ -45,6 +57,8 @@ struct fetch {
     struct waiter **last;
     unsigned nwaiters;
     int32_t exptime;            /* gat: the TTL to set */
+    bool lease;                 /* an mg N fetch: "mg <key> v f c t N<ttl>" */
+    int32_t lease_ttl;
     uint8_t nkey;
     char key[CACHE_KEY_MAX];
 };
@@ -61,9 +75,11 @@ inflight_setup(void);
 void
 inflight_teardown(void);
 
+/* Joins or starts the fetch of key (a lease fetch when lease: leases and
+ * plain reads never share one). meta: the waiter is an mg. */
 enum inflight_result
-inflight_join(const char *key, size_t nkey, struct worker *w, struct l2op *op, size_t slot,
-              struct fetch **fetch, struct item **hit);
+inflight_join(const char *key, size_t nkey, bool lease, bool meta, struct worker *w,
+              struct l2op *op, size_t slot, struct fetch **fetch, struct item **hit);
 
 /* Takes f out of the table (if it is in it) and returns its waiters, in the
  * order they joined; no one can join f after this. */

@@ -66,6 +66,40 @@ void
 l2cmd_store(struct conn *c, struct item *it, enum cache_store_op op, uint64_t cas,
             int32_t exptime, const struct cmd_row *row, bool noreply);
 
+/* --- the meta commands -------------------------------------------------------- */
+
+struct meta_request;
+struct l2fwd;
+
+/* cmd_mg, before L1 is asked: an mg that only L2 can answer (R or T: L2's
+ * expiry; h, l: L2's item; b: a binary key) goes there whole and is
+ * answered later: true. False: the caller goes on. */
+bool
+l2cmd_mg_through(struct conn *c, struct proto_request *req, const struct meta_request *m);
+
+/* cmd_mg, after L1 missed: the key is fetched (coalesced; a lease fetch with
+ * N) and the mg answered from it later: true. False on OOM (answer EN). */
+bool
+l2cmd_mg_miss(struct conn *c, const struct proto_request *req, const struct meta_request *m);
+
+/* cmd_ms: what the L2 request needs, taken from the line before its data
+ * block comes (the read buffer moves on). NULL on OOM or a line too long. */
+struct l2fwd *
+l2cmd_ms_prepare(const struct proto_request *req, const struct meta_request *m);
+
+void
+l2cmd_fwd_free(struct l2fwd **fwd);
+
+/* The ms data block arrived in it (a reference moves to the op; fwd too). */
+void
+l2cmd_ms(struct conn *c, struct item *it, struct l2fwd *fwd, const struct cmd_row *row);
+
+/* Row handlers: md and ma go to L2 whole. */
+void
+l2cmd_md(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+void
+l2cmd_ma(struct conn *c, struct proto_request *req, const struct cmd_row *row);
+
 /* --- life cycle ------------------------------------------------------------- */
 
 /* The client of op went away: op finishes without it. */

@@ -209,6 +209,60 @@ def cas_across_nodes(b):
         pool.stop()
 
 
+def meta_through_l2(b):
+    """The meta commands on a node with a pool: mg reads through and hits
+    L1 after; ms, md and ma go to L2 first; the client's own flags and
+    opaque come back in its order; leases are L2's."""
+    pool = Pool(1)
+    try:
+        with node(b, pool.spec()) as n, Client(n.port) as c, pool.direct("m") as d:
+            d.set("m", "from-l2", flags=3)
+            head, val = c.meta(b"mg m v f c t s k O1")
+            l2head, _ = d.meta(b"mg m c")
+            cas = l2head.split(b" ")[1]
+            expect(val == b"from-l2", "read through: %r %r" % (head, val))
+            expect(head.startswith(b"VA 7 f3 " + cas + b" t") and head.endswith(b" s7 km O1"),
+                   "flags in the client's order with L2's CAS: %r (L2 %r)" % (head, l2head))
+            base = pool.total("cmd_get")
+            expect(c.meta(b"mg m v")[1] == b"from-l2", "hit")
+            expect(pool.total("cmd_get") == base, "an mg hit went to L2")
+            expect(c.meta(b"mg absent v O2") == (b"EN O2", None), "miss")
+            c.send(b"mg absent v q\r\nmn\r\n")
+            expect(c.line() == b"MN", "q hides a miss")
+            # writes
+            head, _ = c.meta(b"ms w 2 T100 F7 c O3", b"hi")
+            expect(head.startswith(b"HD c") and head.endswith(b" O3"), "ms: %r" % head)
+            expect(d.get_many(["w"]).get("w", (0, b""))[:2] == (7, b"hi"), "ms reached L2")
+            base = pool.total("cmd_get")
+            expect(c.meta(b"mg w v f")[1] == b"hi", "ms value kept in L1")
+            expect(pool.total("cmd_get") == base, "the ms value was not kept")
+            expect(c.meta(b"ms w 2 ME O4", b"no")[0] == b"NS O4", "add of an existing key")
+            expect(c.meta(b"ms w 2 C1 c", b"no")[0] == b"EX c0", "stale CAS")
+            c.send(b"md w q\r\nmn\r\n")
+            expect(c.line() == b"MN", "q hides md's HD")
+            expect(d.get("w") is None, "md reached L2")
+            expect(c.meta(b"md w O5") == (b"NF O5", None), "md of none")
+            head, val = c.meta(b"ma ctr N0 J5 v t O6")
+            expect((head, val) == (b"VA 1 t-1 O6", b"5"), "ma creates: %r %r" % (head, val))
+            expect(c.meta(b"ma ctr v MD D2")[1] == b"3", "ma decrements in L2")
+            expect(d.get("ctr") == b"3", "ma reached L2")
+            # T goes to L2 (its expiry), and so does the mg as a whole
+            d.set("t", "x", exptime=10)
+            head, _ = c.meta(b"mg t v T500 t")
+            expect(head.startswith(b"VA 1 t500") or head.startswith(b"VA 1 t499"), "mg T: %r" % head)
+            expect(int(d.meta(b"mg t t")[0].split(b"t")[-1]) > 400, "T reached L2")
+            # leases: L2's, so one win for two clients of this node
+            w1, _ = c.meta(b"mg lk v c N30")
+            with Client(n.port) as c2:
+                w2, _ = c2.meta(b"mg lk v c N30")
+            expect(w1.endswith(b" W") and w2.endswith(b" Z"), "lease: %r then %r" % (w1, w2))
+            lcas = w1.split(b" c")[1].split(b" ")[0]
+            expect(c.meta(b"ms lk 3 C" + lcas, b"new")[0] == b"HD", "the winner's fill")
+            expect(c.meta(b"mg lk v")[1] == b"new", "filled")
+    finally:
+        pool.stop()
+
+
 def flush_all_leaves_l2_alone(b):
     pool = Pool(1)
     try:
@@ -531,6 +585,7 @@ CASES = [
     ("too_large_for_l1_is_a_miss", too_large_for_l1_is_a_miss),
     ("write_through", write_through),
     ("cas_across_nodes", cas_across_nodes),
+    ("meta_through_l2", meta_through_l2),
     ("flush_all_leaves_l2_alone", flush_all_leaves_l2_alone),
     ("coalesces_concurrent_misses", coalesces_concurrent_misses),
     ("pipelined_commands_keep_their_order", pipelined_commands_keep_their_order),
