@@ -282,30 +282,21 @@ def flush_all_leaves_l2_alone(b):
 
 def coalesces_concurrent_misses(b):
     pool = Pool(1)
-    relay = Relay(pool.ports[0], delay=0.3, watch=["hot", "cold"])
+    relay = Relay(pool.ports[0], delay=0.1, watch=["hot", "cold"], gated=True)
     try:
         with pool.direct("hot") as d:
             d.set("hot", "H" * 100)
+        relay.open_gate()
         with node(b, "127.0.0.1:%d" % relay.port, threads=4) as n:
             for key, want in (("hot", b"H" * 100), ("cold", None)):
                 clients = [Client(n.port) for _ in range(50)]
-                results = [Exception("no answer")] * 50
-                go = threading.Barrier(50)
-
-                def one(i, key=key, clients=clients, results=results, go=go):
-                    try:
-                        go.wait(5)
-                        results[i] = clients[i].get(key)
-                    except Exception as e:  # reported below
-                        results[i] = e
-                threads = [threading.Thread(target=one, args=(i,)) for i in range(50)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(15)
-                for cl in clients:
-                    cl.close()
-                bad = [r for r in results if r != want]
+                try:
+                    results = l2fixture.stampede(clients, b"get %s\r\n" % key.encode(), [relay])
+                finally:
+                    for cl in clients:
+                        cl.close()
+                got = [r[1].get(key, (0, None))[1] if r[0] == "ok" else r for r in results]
+                bad = [g for g in got if g != want]
                 expect(not bad, "%s: %d clients got %r" % (key, len(bad), bad[:3]))
                 expect(relay.counts[key.encode()] == 1,
                        "%s: L2 saw %d gets for 50 concurrent misses" % (key, relay.counts[key.encode()]))
@@ -429,7 +420,9 @@ def l2_restart_mid_run(b):
                 pool.revive(0)
                 with lock:
                     state["revived"] = True
-                time.sleep(1.5)
+                # Until writes are acknowledged again (the ejection ends,
+                # the connections reopen), however slow the machine.
+                wait_until(lambda: state["acks_after"] >= 20, 15)
             finally:
                 state["stop"] = True
                 for t in threads:

@@ -301,10 +301,15 @@ class Relay:
     before passing it on, and counts the meta get lines it carries per key
     (keys given up front)."""
 
-    def __init__(self, target_port, delay=0.3, watch=(), delay_back=0.0):
+    def __init__(self, target_port, delay=0.3, watch=(), delay_back=0.0, gated=False):
         self.target = target_port
         self.delay = delay
         self.delay_back = delay_back
+        # gated: requests wait until open() (a test opens it once every
+        # client it started has sent, so their misses overlap for sure).
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
         self.watch = [k.encode() if isinstance(k, str) else k for k in watch]
         self.counts = {k: 0 for k in self.watch}
         self.mg_lines = 0
@@ -341,6 +346,7 @@ class Relay:
                     break
                 if count:
                     self._count(data)
+                    self.gate.wait(30)
                 if delay:
                     time.sleep(delay)
                 dst.sendall(data)
@@ -371,8 +377,15 @@ class Relay:
             threading.Thread(target=self._pipe, args=(up, c, self.delay_back, False),
                              daemon=True).start()
 
+    def close_gate(self):
+        self.gate.clear()
+
+    def open_gate(self):
+        self.gate.set()
+
     def stop(self):
         self.stopping = True
+        self.gate.set()
         try:
             self.lsock.close()
         except OSError:
@@ -462,6 +475,49 @@ class FakeL2:
         except OSError:
             pass
         self.thread.join(timeout=2)
+
+
+def stampede(clients, request, relays=(), settle=0.3, deadline=30.0):
+    """Every client sends request at once, then reads its reply: a get's
+    values, or an mg's (head, value). With gated relays, their gates stay
+    closed until every client has sent and settle seconds more have passed,
+    so all the misses are in flight together however slow the machine.
+    Returns [("ok", reply) or ("error", why)] in client order."""
+    n = len(clients)
+    results = [("error", "no answer")] * n
+    sent = [0]
+    lock = threading.Lock()
+    go = threading.Barrier(n)
+    for r in relays:
+        r.close_gate()
+
+    def one(i):
+        c = clients[i]
+        try:
+            go.wait(deadline)
+            c.send(request)
+            with lock:
+                sent[0] += 1
+            if request.startswith(b"mg "):
+                head = c.line()
+                value = c.data(int(head.split(b" ")[1])) if head.startswith(b"VA ") else None
+                results[i] = ("ok", (head, value))
+            else:
+                results[i] = ("ok", c.values())
+        except Exception as e:  # reported by the caller
+            results[i] = ("error", repr(e))
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: sent[0] == n, deadline)
+        time.sleep(settle)
+    finally:
+        for r in relays:
+            r.open_gate()
+    for t in threads:
+        t.join(deadline)
+    return results
 
 
 def opaque_of(line):
