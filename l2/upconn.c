@@ -106,7 +106,6 @@ upconn_fail_all(struct upconn *c, enum l2_status status)
 {
     struct l2_req *list = c->head;
     struct l2_req *unsent = c->unsent;
-    struct l2_req *vreq = c->vreq;
     if (c->fd >= 0) {
         upconn_set_events(c, 0);
         close(c->fd);
@@ -130,8 +129,6 @@ upconn_fail_all(struct upconn *c, enum l2_status status)
         struct l2_reply reply = {.server = c->server};
         /* Never written: it cannot have been applied, whatever status says. */
         reply.status = sent ? status : (status == L2_SHUTDOWN ? L2_SHUTDOWN : L2_DOWN);
-        if (r == vreq)
-            reply.status = status;
         l2_req_finish(c->w, r, &reply);
     }
 }
@@ -299,14 +296,12 @@ upconn_opaque_ok(const struct l2_req *r, const struct mparse_reply *m)
 static bool
 upconn_value_done(struct upconn *c)
 {
-    struct l2_req *r = c->vreq;
     if (c->vtail[0] != '\r' || c->vtail[1] != '\n')
         return false;
     c->vreq = NULL;
     struct l2_reply reply = c->vreply;
     l2_server_ok(c->server);
     l2_req_finish(c->w, upconn_pop(c), &reply);
-    (void)r;
     return true;
 }
 
