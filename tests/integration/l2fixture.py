@@ -264,9 +264,14 @@ class Pool:
 
 
 class Node(fixture.Server):
-    """A fleetcached in two-level mode; leaving the with block stops it and
-    fails unless it exited 0 (a sanitizer report or a crash on the way
-    out is a failure of the case)."""
+    """A fleetcached in two-level mode, started by node(); leaving the with
+    block stops it and fails unless it exited 0 (a sanitizer report or a
+    crash on the way out is a failure of the case)."""
+
+    def __enter__(self):
+        # node() started it already: fixture.Server's __enter__ would start
+        # a second process and lose the first.
+        return self if self.alive() else self.start()
 
     def __exit__(self, *exc):
         rc = self.stop()
