@@ -282,6 +282,13 @@ conn_choose_protocol(struct conn *c)
     c->binary = proto == NET_PROTOCOL_BINARY ||
                 (proto == NET_PROTOCOL_AUTO && (uint8_t)c->rbuf[c->rstart] == BIN_REQ_MAGIC);
     c->proto_known = true;
+    /* Two-level mode speaks the text and meta protocols only: a binary
+     * command would read and write this node's copies around the pool. */
+    if (c->binary && c->w->l2 != NULL) {
+        log_info("closing binary connection %d: two-level mode (--l2) serves text and meta only",
+                 c->fd);
+        c->dead = true;
+    }
 }
 
 /* Parses and runs commands until input runs out, output is above the
@@ -350,8 +357,11 @@ conn_process(struct conn *c)
                 NET_STAT_ADD(c->w, conn_yields, 1);
                 return STOP_YIELD;
             }
-            if (!c->proto_known)
+            if (!c->proto_known) {
                 conn_choose_protocol(c);
+                if (c->dead)
+                    return STOP_CLOSE;
+            }
             if (c->binary) {
                 enum bin_status bs = bin_process(c);
                 if (bs == BIN_DONE) {

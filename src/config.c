@@ -166,6 +166,10 @@ config_validate(struct config *cfg, FILE *notices, char *err, size_t errlen, int
         char why[256];
         if (!l2_servers_valid(cfg->l2.servers, why, sizeof(why)))
             return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE, "%s", why);
+        if (cfg->net.protocol == NET_PROTOCOL_BINARY)
+            return config_fail(err, errlen, exit_code, OPTION_EXIT_USAGE,
+                               "--l2 serves the text and meta protocols only: -B binary "
+                               "cannot be used with it");
     }
     return true;
 }

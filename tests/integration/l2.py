@@ -555,8 +555,30 @@ def stats_l2_shape(b):
         pool.stop()
 
 
+def binary_protocol_is_closed(b):
+    """Two-level mode serves text and meta: a binary connection (its
+    commands would go around the pool) is closed before any command runs;
+    text on the same node still works."""
+    pool = Pool(1)
+    try:
+        with node(b, pool.spec()) as n:
+            s = socket.create_connection((fixture.HOST, n.port), timeout=5)
+            # a binary SET of k=v: magic 0x80, opcode 0x01, key 1, extras 8, body 10
+            s.sendall(bytes([0x80, 0x01, 0, 1, 8, 0, 0, 0, 0, 0, 0, 10]) + bytes(12) +
+                      bytes(8) + b"k" + b"v")
+            s.settimeout(5)
+            expect(s.recv(100) == b"", "a binary connection was answered")
+            s.close()
+            with Client(n.port) as c:
+                expect(c.get("k") is None, "the binary set was applied")
+            with pool.direct("k") as d:
+                expect(d.get("k") is None, "the binary set reached L2")
+    finally:
+        pool.stop()
+
+
 def refuses_bad_l2_flags(b):
-    for flags in (["--l2", ""], ["--l2", "127.0.0.1"], ["--l2", "127.0.0.1:0"],
+    for flags in (["--l2", "127.0.0.1:1", "-B", "binary"], ["--l2", ""], ["--l2", "127.0.0.1"], ["--l2", "127.0.0.1:0"],
                   ["--l2", "127.0.0.1:11211:0"], ["--l2", "127.0.0.1:1,:2"],
                   ["--l2", "127.0.0.1:1", "--l1-ttl", "0"], ["--l2-timeout-ms", "0"],
                   ["--l2", "no.such.host.invalid:11211"]):
@@ -588,6 +610,7 @@ CASES = [
     ("garbage_from_l2", garbage_from_l2),
     ("ketama_agrees_with_nutcracker", ketama_agrees_with_nutcracker),
     ("stats_l2_shape", stats_l2_shape),
+    ("binary_protocol_is_closed", binary_protocol_is_closed),
     ("refuses_bad_l2_flags", refuses_bad_l2_flags),
 ]
 
