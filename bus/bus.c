@@ -18,6 +18,7 @@ struct bus_state bus = {
     .send_lock = PTHREAD_MUTEX_INITIALIZER,
     .peers_lock = PTHREAD_MUTEX_INITIALIZER,
     .batch_fd = -1,
+    .tick_fd = -1,
 };
 
 const char *const bus_metric_names[BUS_METRIC_COUNT] = {
@@ -92,7 +93,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
         return false;
     }
     bus.ep.fd = bus.ep.group_fd = -1;
-    bus.batch_fd = -1;
+    bus.batch_fd = bus.tick_fd = -1;
     atomic_store(&bus.pending, false);
     atomic_store(&bus.tail_owed, false);
     atomic_store(&bus.last_data_ns, 0);
@@ -145,11 +146,20 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.heartbeat_us = (int64_t)or_default(opts->heartbeat_ms, 100) * 1000;
     bus.announce_window_ms = opts->announce_window_ms;
     bus.timing.nack_interval_us = (int64_t)or_default(opts->nack_interval_ms, 30) * 1000;
-    bus.timing.nack_delay_us = 2000;
+    bus.timing.nack_min_us = (int64_t)or_default(opts->nack_min_us, 500);
+    if (bus.timing.nack_min_us > bus.timing.nack_interval_us)
+        bus.timing.nack_min_us = bus.timing.nack_interval_us;
+    bus.timing.nack_delay_us = 0;
+    bus.timing.nack_jitter_us = 0;  /* grows with a multicast fleet (receive.c) */
+    bus.tail_repeat_us = opts->no_tail_repeat ? 0 : BUS_TAIL_REPEAT_US;
+    bus.ration_us = or_default(opts->ration_us, 250);
+    bus.repair_window_us = (int64_t)or_default(opts->repair_window_ms, 15) * 1000;
+    memset(bus.repair_budget, 0, sizeof(bus.repair_budget));
     bus.timing.repair_deadline_us = (int64_t)or_default(opts->repair_deadline_ms, 500) * 1000;
     bus.timing.peer_timeout_us = (int64_t)or_default(opts->peer_timeout_ms, 1000) * 1000;
     bus.forget_us = (int64_t)or_default(opts->forget_ms, BUS_FORGET_MS) * 1000;
     bus.ctl_seq = 0;
+    bus.leaving = false;
     bus.warned_duplicate_id = bus.warned_epoch_back = bus.warned_stale_epoch = false;
     bus.warned_peers_full = false;
     atomic_store(&bus.data_seq, 0);

@@ -61,7 +61,11 @@ struct bus_options {
     BUS_OPTIONS(OPTION_FIELD, OPTION_SKIP)
     /* Tuning, not options; 0 means the default in brackets. */
     uint32_t heartbeat_ms;      /* [100] */
-    uint32_t nack_interval_ms;  /* [30] between NACKs for the same holes */
+    uint32_t nack_interval_ms;  /* [30] the longest interval between NACKs for the same holes */
+    uint32_t nack_min_us;       /* [500] the shortest; between them, 2 x RTT + 250 us */
+    bool no_tail_repeat;        /* [false] do not resend the last DATA datagram of a burst */
+    uint32_t ration_us;         /* [250] a datagram goes to one destination at most this often */
+    uint32_t repair_window_ms;  /* [15] ... and a destination gets at most the ring per window */
     uint32_t repair_deadline_ms;/* [500] a hole older than this: flush */
     uint32_t peer_timeout_ms;   /* [1000] a peer silent this long: flush */
     uint32_t ring_size;         /* [1024] datagrams kept for repair, up to 4096 */

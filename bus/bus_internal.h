@@ -56,6 +56,9 @@
     X(repairs_sent)         /* DATA datagrams resent for a NACK */              \
     X(repairs_rationed)     /* ... not resent: sent to that dest just before */ \
     X(repairs_received)     /* DATA datagrams that filled a hole */             \
+    X(repairs_throttled)    /* ... not resent: the destination's budget was spent */ \
+    X(tail_repeats)         /* last DATA datagrams sent again after a silence */ \
+    X(nacks_suppressed)     /* our NACKs held back: another node asked first */ \
     X(gones_sent)           /* "no longer in my ring" answers */                \
     X(gones_received)                                                           \
     X(unrepairable_flushes) /* whole-cache flushes for datagrams lost to us, sum of: */\
@@ -103,10 +106,13 @@ extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
 #define BUS_READY_MAX 4096      /* full batches waiting: ~5.6 MB at most */
 #define BUS_REPAIRS_PER_NACK 128
 #define BUS_RECV_BURST 64       /* datagrams per readiness event, so timers run */
-#define BUS_TICK_FAST_US 5000
-/* A heartbeat follows every DATA datagram within this long, so a lost last
- * datagram of a burst is noticed in milliseconds, not a heartbeat interval. */
-#define BUS_TAIL_HEARTBEAT_US 10000
+/* After the last DATA datagram of a burst: a repeat of it this long after
+ * (if nothing followed), then heartbeats at 1, 3, 7 ... ms (loop.c). */
+#define BUS_TAIL_REPEAT_US 250
+/* Repairs: each datagram goes to one destination at most once per
+ * ration_us (250), and each destination gets at most the ring's size of
+ * them per repair_window_us (15 ms; a token bucket), however many NACKs ask. */
+#define BUS_DESTS_MAX 64
 /* A lost or departed peer's entry goes after this long (its lives stay in
  * the floors). */
 #define BUS_FORGET_MS 10000
@@ -114,7 +120,7 @@ extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
  * went back) only if it booted this recently by our wall clock, either way;
  * else it is refused (bus/receive.c). */
 #define BUS_EPOCH_FRESH_US (60 * 1000000LL)
-#define BUS_LINGER_S 0.06       /* two NACK rounds */
+#define BUS_LINGER_S 0.06       /* two NACK rounds at the longest interval */
 
 struct bus_state {
     /* Set once by bus_setup before the thread starts; read-only after. The
@@ -127,6 +133,9 @@ struct bus_state {
     int64_t heartbeat_us;
     int64_t announce_window_ms;
     int64_t forget_us;
+    int64_t tail_repeat_us;     /* 0: no tail repeat */
+    int64_t ration_us;
+    int64_t repair_window_us;
     struct bus_peer_timing timing;
     struct mcast_endpoints ep;
     struct ev_loop *loop;
@@ -155,9 +164,14 @@ struct bus_state {
      * sends, heartbeats, repairs; under send_lock. */
     pthread_mutex_t send_lock;
     struct bus_ring *ring;
+    /* Per destination (the group, or a --bus-peers index): repair tokens. */
+    struct {
+        double tokens;
+        int64_t at_us;
+    } repair_budget[BUS_DESTS_MAX];
     _Atomic int64_t last_data_ns;   /* when the last DATA datagram went out */
-    /* DATA went out since the last heartbeat: the bus thread owes a tail
-     * heartbeat (set by senders, who wake it once per tail). */
+    /* DATA went out since the bus thread last looked: it (re)starts the tail
+     * (set by senders, who wake it when they set it; cleared by the bus thread). */
     _Atomic bool tail_owed;
     _Atomic uint64_t data_seq;
 
@@ -169,7 +183,14 @@ struct bus_state {
      * whole milliseconds, so it runs on a timerfd. */
     int batch_fd;
     ev_io batch_io;
-    ev_timer tick, linger;
+    /* Every other timer: one timerfd armed at the earliest deadline. */
+    int tick_fd;
+    ev_io tick_io;
+    int64_t tick_at_us;         /* when it is armed for; INT64_MAX: not */
+    int64_t tail_base_us;       /* the DATA datagram the tail follows */
+    int tail_step;              /* its next step; -1: done */
+    bool leaving;               /* saying goodbye: every heartbeat says so */
+    ev_timer linger;
     bool announced;             /* receive.c queued announcements */
     uint64_t ctl_seq;           /* control datagrams are sent by the bus thread only */
     int64_t next_heartbeat_us;
@@ -248,6 +269,11 @@ bus_send_control(uint8_t type, const uint8_t *payload, size_t plen, const struct
 void
 bus_send_heartbeat(bool leaving);
 
+/* Sends the last DATA datagram again, to every destination. Bus thread;
+ * takes send_lock. */
+void
+bus_send_tail_repeat(void);
+
 /* Where control datagrams and repairs may go: never to an address a
  * datagram claims, only to the group (multicast mode) or to one configured
  * peer (unicast mode: its index in --bus-peers). */
@@ -258,7 +284,8 @@ void
 bus_send_control_to(int dest, uint8_t type, const uint8_t *payload, size_t plen);
 
 /* Answers a peer's NACK from the ring (or with GONE) at dest: each datagram
- * at most once per half NACK interval per dest. Bus thread. */
+ * at most once per ration_us per dest, and at most the ring's size per
+ * repair_window_us per dest. Bus thread. */
 void
 bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest);
 
@@ -281,8 +308,8 @@ void
 bus_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* The timers' work on every peer: forget, time out, deadlines, NACKs.
- * Returns true while some peer has holes. */
-bool
+ * Returns when it next has work (INT64_MAX: none). */
+int64_t
 bus_peers_tick(int64_t now_us);
 
 /* --- loop.c ------------------------------------------------------------------ */
@@ -302,9 +329,13 @@ bus_loop_stop(void);
 void
 bus_loop_destroy(void);
 
-/* Wakes the bus thread: a sender owes a tail heartbeat. Any thread. */
+/* Wakes the bus thread: a sender's DATA starts a tail. Any thread. */
 void
 bus_loop_wake(void);
+
+/* Bus thread: the next tick comes at at_us (bus_now_us's clock) or earlier. */
+void
+bus_loop_tick_at(int64_t at_us);
 
 /* Bus thread: the next tick comes within us microseconds. */
 void

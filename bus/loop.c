@@ -1,11 +1,14 @@
 /* loop: the bus thread — one libev loop that reads both sockets
- * (receive.c), ticks the heartbeat and peer timers, sends the bus thread's
- * own batches on a timerfd, is woken by senders that owe a tail heartbeat,
- * and on stop says goodbye and lingers for last NACKs. Invariant: every
+ * (receive.c), runs every timer off one timerfd armed at the earliest
+ * deadline (heartbeats, the tail after DATA, the peers' NACKs, deadlines and
+ * timeouts), sends the bus thread's own batches on another timerfd, is woken
+ * by senders whose DATA starts a tail, and on stop says goodbye and lingers
+ * for last NACKs. Invariant: every
  * watcher and the fields marked "bus thread only" in bus_internal.h are
  * touched by this thread alone once it runs; other threads reach it only
  * through ev_async_send. */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -19,13 +22,31 @@ bus_loop_wake(void)
     ev_async_send(bus.loop, &bus.wake);
 }
 
+/* The tick is a timerfd on absolute CLOCK_MONOTONIC time (bus_now_us's
+ * clock): repairs run on sub-millisecond timers, and libev's epoll backend
+ * rounds its own timer waits up to whole milliseconds. */
+static void
+arm_tick(int64_t at_us)
+{
+    if (at_us <= 0)
+        at_us = 1;
+    struct itimerspec its = {.it_value = {.tv_sec = (time_t)(at_us / 1000000),
+                                          .tv_nsec = (long)(at_us % 1000000) * 1000}};
+    if (timerfd_settime(bus.tick_fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        bus.tick_at_us = at_us;
+}
+
+void
+bus_loop_tick_at(int64_t at_us)
+{
+    if (at_us < bus.tick_at_us)
+        arm_tick(at_us);
+}
+
 void
 bus_loop_tick_within(int64_t us)
 {
-    if (bus.tick.repeat > us / 1e6) {
-        bus.tick.repeat = us / 1e6;
-        ev_timer_again(bus.loop, &bus.tick);
-    }
+    bus_loop_tick_at(bus_now_us() + us);
 }
 
 /* The bus thread's own publications (announcements) have no worker to send
@@ -44,20 +65,67 @@ bus_loop_flush_later(void)
     timerfd_settime(bus.batch_fd, 0, &its, NULL);
 }
 
-/* A sender owes the peers a tail heartbeat: bring the next one forward. */
+/* --- the tail: after DATA, a repeat and heartbeats at growing intervals ----------- */
+
+/* Step 0 resends the last DATA datagram tail_repeat_us after it, if nothing
+ * followed it (a datagram lost alone is then lost only if both copies are);
+ * steps k >= 1 are heartbeats (2^k - 1) ms after it: 1, 3, 7, 15 ... ms, so
+ * a lost last datagram is noticed within about a millisecond, until the
+ * regular heartbeat takes over. A new DATA datagram starts the tail again. */
+static int64_t
+tail_due(int step)
+{
+    if (step == 0)
+        return bus.tail_base_us + (bus.tail_repeat_us > 0 ? bus.tail_repeat_us : 0);
+    return bus.tail_base_us + ((INT64_C(1) << step) - 1) * 1000;
+}
+
+static bool
+tail_step_valid(int step)
+{
+    return step >= 0 && step < 40 && tail_due(step) - bus.tail_base_us < bus.heartbeat_us;
+}
+
+/* Runs the tail's due step, if any; returns when the next one is due. */
+static int64_t
+tail_run(int64_t now)
+{
+    /* Cleared before the read: a sender that sends after this wakes us again. */
+    atomic_store(&bus.tail_owed, false);
+    int64_t last = atomic_load(&bus.last_data_ns) / 1000;
+    if (last == 0)
+        return INT64_MAX;
+    if (last != bus.tail_base_us) {
+        bus.tail_base_us = last;
+        bus.tail_step = bus.tail_repeat_us > 0 ? 0 : 1;
+    }
+    if (!tail_step_valid(bus.tail_step))
+        return INT64_MAX;
+    if (now < tail_due(bus.tail_step))
+        return tail_due(bus.tail_step);
+    /* Late (a busy thread): only the last step that is due. */
+    while (tail_step_valid(bus.tail_step + 1) && tail_due(bus.tail_step + 1) <= now)
+        bus.tail_step++;
+    if (bus.tail_step == 0) {
+        bus_send_tail_repeat();
+    } else {
+        bus_send_heartbeat(false);
+        bus.next_heartbeat_us = now + bus.heartbeat_us;
+    }
+    bus.tail_step++;
+    return tail_step_valid(bus.tail_step) ? tail_due(bus.tail_step) : INT64_MAX;
+}
+
+/* A sender sent DATA: (re)start the tail. */
 static void
 wake_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     (void)loop;
     (void)w;
     (void)revents;
-    if (!atomic_load(&bus.tail_owed))
-        return;
-    int64_t tail = bus_now_us() + BUS_TAIL_HEARTBEAT_US;
-    if (tail < bus.next_heartbeat_us) {
-        bus.next_heartbeat_us = tail;
-        bus_loop_tick_within(BUS_TAIL_HEARTBEAT_US);
-    }
+    int64_t next = tail_run(bus_now_us());
+    if (next != INT64_MAX)
+        bus_loop_tick_at(next);
 }
 
 static void
@@ -72,24 +140,27 @@ batch_timer_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 static void
-tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+tick_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+    (void)loop;
     (void)revents;
+    uint64_t expirations;
+    ssize_t n = read(w->fd, &expirations, sizeof(expirations));
+    (void)n; /* EAGAIN after a re-arm race is harmless */
+    bus.tick_at_us = INT64_MAX;
     int64_t now = bus_now_us();
     if (now >= bus.next_heartbeat_us) {
         bus_send_heartbeat(false);
         bus.next_heartbeat_us = now + bus.heartbeat_us;
     }
-    bool holes = bus_peers_tick(now);
-    /* Fast while repairing; otherwise a quarter heartbeat is fine for timeouts,
-     * unless a tail heartbeat is due sooner. */
-    int64_t next = holes ? BUS_TICK_FAST_US : bus.heartbeat_us / 4;
-    if (bus.next_heartbeat_us - now < next)
-        next = bus.next_heartbeat_us - now;
-    if (next < 1000)
-        next = 1000;
-    w->repeat = next / 1e6;
-    ev_timer_again(loop, w);
+    int64_t next = bus.next_heartbeat_us;
+    int64_t t = tail_run(now);
+    if (t < next)
+        next = t;
+    t = bus_peers_tick(now);
+    if (t < next)
+        next = t;
+    bus_loop_tick_at(next);
 }
 
 static void
@@ -97,6 +168,10 @@ linger_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)w;
     (void)revents;
+    /* ev_break still runs the events pending in this iteration: no tail or
+     * timer may speak after the last goodbye. */
+    ev_io_stop(loop, &bus.tick_io);
+    ev_io_stop(loop, &bus.batch_io);
     bus_send_heartbeat(true);
     bus_send_heartbeat(true);
     ev_break(loop, EVBREAK_ALL);
@@ -111,6 +186,7 @@ stop_cb(struct ev_loop *loop, ev_async *w, int revents)
     (void)w;
     (void)revents;
     (void)bus_flush_due(true);
+    bus.leaving = true;     /* every heartbeat from here on says goodbye */
     bus_send_heartbeat(true);
     ev_timer_init(&bus.linger, linger_cb, BUS_LINGER_S, 0.);
     ev_timer_start(loop, &bus.linger);
@@ -136,7 +212,8 @@ bus_loop_create(void)
 {
     bus.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     bus.batch_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!bus.loop || bus.batch_fd < 0)
+    bus.tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (!bus.loop || bus.batch_fd < 0 || bus.tick_fd < 0)
         return false;
     if (bus.ep.group_fd >= 0) {
         ev_io_init(&bus.group_io, bus_read_cb, bus.ep.group_fd, EV_READ);
@@ -150,10 +227,13 @@ bus_loop_create(void)
     ev_async_start(bus.loop, &bus.stop);
     ev_io_init(&bus.batch_io, batch_timer_cb, bus.batch_fd, EV_READ);
     ev_io_start(bus.loop, &bus.batch_io);
-    ev_init(&bus.tick, tick_cb);
-    bus.tick.repeat = bus.heartbeat_us / 4e6;
-    ev_timer_again(bus.loop, &bus.tick);
+    ev_io_init(&bus.tick_io, tick_cb, bus.tick_fd, EV_READ);
+    ev_io_start(bus.loop, &bus.tick_io);
     bus.next_heartbeat_us = bus_now_us() + bus.heartbeat_us;
+    bus.tick_at_us = INT64_MAX;
+    bus.tail_base_us = 0;
+    bus.tail_step = -1;
+    bus_loop_tick_at(bus.next_heartbeat_us);
     return true;
 }
 
@@ -190,4 +270,7 @@ bus_loop_destroy(void)
     if (bus.batch_fd >= 0)
         close(bus.batch_fd);
     bus.batch_fd = -1;
+    if (bus.tick_fd >= 0)
+        close(bus.tick_fd);
+    bus.tick_fd = -1;
 }

@@ -4,6 +4,7 @@
  * first hole of a long lossy stretch that keeps being partly repaired. */
 #include "bus/peer.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #define BIT(seq) ((seq) % BUS_PEER_WINDOW)
@@ -33,6 +34,7 @@ skip_to(struct bus_peer *p, uint64_t seq)
     memset(p->seen, 0, sizeof(p->seen));
     p->acked = p->high = seq;
     p->mark_head = p->mark_count = 0;
+    p->nack_sent_us = 0;
 }
 
 static void
@@ -44,11 +46,29 @@ flush(struct bus_peer_event *ev, enum bus_flush_reason why)
     }
 }
 
+/* xorshift32: the NACK jitter needs spread, not quality. */
+static int64_t
+jitter(struct bus_peer *p, int64_t max_us)
+{
+    if (max_us <= 0)
+        return 0;
+    uint32_t x = p->jitter_state ? p->jitter_state : (p->node_id | 1u);
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    p->jitter_state = x;
+    return (int64_t)(x % (uint32_t)(max_us + 1));
+}
+
+/* A new gap is NACKed at once (after the delay and jitter), however long
+ * the NACK for older holes still has to wait: each NACK lists every hole,
+ * and the sender rations what it resends. */
 static void
 push_mark(struct bus_peer *p, uint64_t high, int64_t now_us, const struct bus_peer_timing *t)
 {
-    if (p->mark_count == 0)
-        p->next_nack_us = now_us + t->nack_delay_us;
+    int64_t first = now_us + t->nack_delay_us + jitter(p, t->nack_jitter_us);
+    if (p->mark_count == 0 || first < p->next_nack_us)
+        p->next_nack_us = first;
     if (p->mark_count == BUS_PEER_MARKS) {
         /* Full: widen the newest mark; its older time makes it stricter, never laxer. */
         p->marks[(p->mark_head + p->mark_count - 1) % BUS_PEER_MARKS].high = high;
@@ -71,6 +91,8 @@ advance(struct bus_peer *p)
         p->mark_head = (p->mark_head + 1) % BUS_PEER_MARKS;
         p->mark_count--;
     }
+    if (p->acked == p->high)
+        p->nack_sent_us = 0; /* closed without a repair: no RTT sample */
 }
 
 void
@@ -201,9 +223,16 @@ bus_peer_data(struct bus_peer *p, uint64_t epoch, uint64_t seq, int64_t now_us,
     if (test_bit(p, seq))
         return BUS_PEER_DUPLICATE;
     set_bit(p, seq);
-    if (seq <= p->high)
+    if (seq <= p->high) {
         ev->repaired = true;
-    else
+        p->repairs++;
+        if (p->nack_sent_us) {
+            /* The first repair after a NACK times the round trip. */
+            int64_t rtt = now_us - p->nack_sent_us;
+            p->srtt_us = p->srtt_us ? (7 * p->srtt_us + rtt) / 8 : rtt;
+            p->nack_sent_us = 0;
+        }
+    } else
         learn_high(p, seq - 1, now_us, t, ev); /* holes up to seq - 1, if any */
     if (seq > p->high)
         p->high = seq;
@@ -281,8 +310,81 @@ bus_peer_tick(struct bus_peer *p, int64_t now_us, const struct bus_peer_timing *
     }
     if (p->state != BUS_PEER_LOST && now_us >= p->next_nack_us) {
         *nack_due = true;
-        p->next_nack_us = now_us + t->nack_interval_us;
+        p->nack_sent_us = now_us;
+        p->nacks++;
+        p->next_nack_us = now_us + bus_peer_nack_interval(p, t);
     }
+}
+
+int64_t
+bus_peer_nack_interval(const struct bus_peer *p, const struct bus_peer_timing *t)
+{
+    int64_t iv = p->srtt_us ? 2 * p->srtt_us + 250 : 2 * t->nack_min_us;
+    if (iv < t->nack_min_us)
+        iv = t->nack_min_us;
+    if (iv > t->nack_interval_us)
+        iv = t->nack_interval_us;
+    return iv;
+}
+
+int64_t
+bus_peer_next_event(const struct bus_peer *p, const struct bus_peer_timing *t)
+{
+    int64_t next = INT64_MAX;
+    if (p->state == BUS_PEER_LIVE)
+        next = p->last_heard_us + t->peer_timeout_us + 1;
+    if (bus_peer_has_holes(p)) {
+        if (p->mark_count) {
+            int64_t dl = p->marks[p->mark_head].since_us + t->repair_deadline_us + 1;
+            if (dl < next)
+                next = dl;
+        }
+        if (p->state != BUS_PEER_LOST && p->next_nack_us < next)
+            next = p->next_nack_us;
+    }
+    return next;
+}
+
+bool
+bus_peer_suppress(struct bus_peer *p, const struct wire_nack *n, int64_t now_us,
+                  const struct bus_peer_timing *t)
+{
+    if (n->epoch != p->epoch || !bus_peer_has_holes(p))
+        return false;
+    for (unsigned i = 0; i < n->n; i++) {
+        uint64_t first = n->r[i].first, last = first + n->r[i].count - 1;
+        if (first <= p->acked)
+            first = p->acked + 1;
+        if (last > p->high)
+            last = p->high;
+        for (uint64_t s = first; s <= last; s++) {
+            if (!test_bit(p, s)) {
+                int64_t later = now_us + bus_peer_nack_interval(p, t);
+                if (later > p->next_nack_us) {
+                    p->next_nack_us = later;
+                    p->nacks_suppressed++;
+                    return true;
+                }
+                return false;
+            }
+        }
+    }
+    return false;
+}
+
+uint64_t
+bus_peer_lag_seqs(const struct bus_peer *p)
+{
+    return p->high - p->acked;
+}
+
+int64_t
+bus_peer_lag_us(const struct bus_peer *p, int64_t now_us)
+{
+    if (!bus_peer_has_holes(p) || p->mark_count == 0)
+        return 0;
+    int64_t age = now_us - p->marks[p->mark_head].since_us;
+    return age > 0 ? age : 0;
 }
 
 void

@@ -60,9 +60,16 @@ struct bus_life {
     bool clean;                 /* ended with a goodbye and nothing missing */
 };
 
+/* NACK timing. A gap is NACKed at once (after nack_delay_us plus a jitter
+ * of up to nack_jitter_us, so that in a multicast fleet the first NACK
+ * heard can suppress the others); while holes stay open the NACK is
+ * repeated every 2 x the measured repair round trip + 250 us, kept within
+ * [nack_min_us, nack_interval_us]. */
 struct bus_peer_timing {
-    int64_t nack_delay_us;      /* wait for reordering before the first NACK */
-    int64_t nack_interval_us;   /* between NACKs while holes stay open */
+    int64_t nack_delay_us;      /* before the first NACK of a gap */
+    int64_t nack_jitter_us;     /* ... plus up to this much, pseudo-random */
+    int64_t nack_min_us;        /* the shortest interval between NACKs */
+    int64_t nack_interval_us;   /* the longest interval between NACKs */
     int64_t repair_deadline_us; /* a hole older than this makes us flush */
     int64_t peer_timeout_us;    /* silence longer than this makes us flush */
 };
@@ -95,6 +102,12 @@ struct bus_peer {
     struct bus_peer_mark marks[BUS_PEER_MARKS];
     unsigned mark_head, mark_count;
     int64_t next_nack_us;
+    int64_t nack_sent_us;       /* last NACK, until its first repair arrives (RTT) */
+    int64_t srtt_us;            /* smoothed NACK -> repair round trip, 0: none yet */
+    uint32_t jitter_state;      /* xorshift for the NACK jitter */
+    uint64_t nacks;             /* NACKs sent to it */
+    uint64_t nacks_suppressed;  /* ... held back: another node asked for the same */
+    uint64_t repairs;           /* repairs of it received (holes filled) */
     uint64_t ctl_high, ctl_mask;
     int64_t last_heard_us;
     struct sockaddr_storage addr; /* where its datagrams come from: NACK target */
@@ -157,6 +170,29 @@ bus_peer_tick(struct bus_peer *p, int64_t now_us, const struct bus_peer_timing *
 /* True while some seq in (acked, high] is missing. */
 bool
 bus_peer_has_holes(const struct bus_peer *p);
+
+/* The next time bus_peer_tick has work for p (a NACK, the repair deadline,
+ * the peer timeout), or INT64_MAX: nothing pending. */
+int64_t
+bus_peer_next_event(const struct bus_peer *p, const struct bus_peer_timing *t);
+
+/* The interval between NACKs to p now (RTT-scaled, within the bounds). */
+int64_t
+bus_peer_nack_interval(const struct bus_peer *p, const struct bus_peer_timing *t);
+
+/* Another node NACKed p for n's ranges (multicast: its repairs will reach
+ * us too). If we miss any of them, our own next NACK waits one interval.
+ * True when it did. */
+bool
+bus_peer_suppress(struct bus_peer *p, const struct wire_nack *n, int64_t now_us,
+                  const struct bus_peer_timing *t);
+
+/* Sequence numbers of p known to exist but not applied yet, and how long
+ * the oldest of them has been missing (0: nothing missing). */
+uint64_t
+bus_peer_lag_seqs(const struct bus_peer *p);
+int64_t
+bus_peer_lag_us(const struct bus_peer *p, int64_t now_us);
 
 /* Fills n (target and epoch included) with the first missing ranges. */
 void

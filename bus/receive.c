@@ -104,12 +104,22 @@ act(struct bus_peer *p, const struct bus_peer_event *ev)
     }
     if (ev->gap) {
         bus_count(M_gaps, 1);
-        /* Wake the tick soon enough for the first NACK. */
-        bus_loop_tick_within(BUS_TICK_FAST_US);
+        /* The first NACK goes at once (after its small jitter). */
+        bus_loop_tick_at(p->next_nack_us);
     }
 }
 
 /* --- the peer table (peers_lock) --------------------------------------------------- */
+
+/* Multicast NACK suppression needs the NACKs of a fleet spread over a
+ * window long enough for the first to be heard before the others go: 20 us
+ * per peer, at most a millisecond. Unicast NACKs reach only their target. */
+static void
+fleet_size_changed(void)
+{
+    int64_t j = bus.ep.multicast ? 20 * (int64_t)bus.npeers : 0;
+    bus.timing.nack_jitter_us = j > 1000 ? 1000 : j;
+}
 
 static void
 peer_remove(size_t i)
@@ -117,6 +127,7 @@ peer_remove(size_t i)
     struct bus_life life = bus_peer_life(&bus.peers[i]);
     note_life(bus.peers[i].node_id, &life, true);
     bus.peers[i] = bus.peers[--bus.npeers];
+    fleet_size_changed();
 }
 
 static struct bus_peer *
@@ -135,8 +146,11 @@ peer_find(uint32_t node_id)
 static struct bus_peer *
 peer_slot(void)
 {
-    if (bus.npeers < BUS_PEERS_MAX)
-        return &bus.peers[bus.npeers++];
+    if (bus.npeers < BUS_PEERS_MAX) {
+        struct bus_peer *p = &bus.peers[bus.npeers++];
+        fleet_size_changed();
+        return p;
+    }
     struct bus_peer *v = NULL;
     for (size_t i = 0; i < bus.npeers; i++) {
         struct bus_peer *q = &bus.peers[i];
@@ -374,8 +388,10 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
         duplicate_id(&h, src);
         return;
     }
-    /* Control datagrams addressed to another node are none of our business. */
-    if ((h.type == WIRE_NACK && c.nack.target != bus.node_id) ||
+    /* Control datagrams addressed to another node are none of our business,
+     * except, in multicast mode, a NACK we may share (below). */
+    bool others_nack = h.type == WIRE_NACK && c.nack.target != bus.node_id;
+    if ((others_nack && !bus.ep.multicast) ||
         (h.type == WIRE_GONE && c.gone.target != bus.node_id))
         return;
 
@@ -419,12 +435,23 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
         bus_peer_gone(p, c.gone.epoch, c.gone.oldest, &ev);
         act(p, &ev);
         break;
+    case WIRE_NACK:
+        if (others_nack) {
+            /* Another node asked the target for holes we may have too: its
+             * repairs come to the group, so our own NACK can wait (multicast
+             * NACK suppression: one loss upstream of many nodes draws few
+             * NACKs, not one per node). */
+            struct bus_peer *t = peer_find(c.nack.target);
+            if (t && bus_peer_suppress(t, &c.nack, now, &bus.timing))
+                bus_count(M_nacks_suppressed, 1);
+        }
+        break;
     }
     pthread_mutex_unlock(&bus.peers_lock);
 
     if (h.type == WIRE_DATA)
         apply_data(payload, h.plen);
-    else if (h.type == WIRE_NACK)
+    else if (h.type == WIRE_NACK && !others_nack)
         bus_serve_nack(h.node_id, &c.nack, dest);
 }
 
@@ -488,10 +515,10 @@ send_nack(struct bus_peer *p)
     bus_count(M_nacks_sent, 1);
 }
 
-bool
+int64_t
 bus_peers_tick(int64_t now)
 {
-    bool holes = false;
+    int64_t next = INT64_MAX;
     pthread_mutex_lock(&bus.peers_lock);
     for (size_t i = 0; i < bus.npeers; i++) {
         struct bus_peer *p = &bus.peers[i];
@@ -505,8 +532,12 @@ bus_peers_tick(int64_t now)
         act(p, &ev);
         if (nack_due)
             send_nack(p);
-        holes |= bus_peer_has_holes(p);
+        int64_t t = bus_peer_next_event(p, &bus.timing);
+        if (p->state != BUS_PEER_LIVE && p->last_heard_us + bus.forget_us + 1 < t)
+            t = p->last_heard_us + bus.forget_us + 1;
+        if (t < next)
+            next = t;
     }
     pthread_mutex_unlock(&bus.peers_lock);
-    return holes;
+    return next;
 }

@@ -110,3 +110,9 @@ bus_ring_newest(const struct bus_ring *r)
 {
     return r->newest;
 }
+
+uint32_t
+bus_ring_capacity(const struct bus_ring *r)
+{
+    return r->nslots;
+}

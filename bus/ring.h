@@ -43,6 +43,10 @@ bus_ring_may_repair(struct bus_ring *r, uint64_t seq, unsigned dest, int64_t now
 uint64_t
 bus_ring_oldest(const struct bus_ring *r);
 
+/* How many datagrams it holds when full. */
+uint32_t
+bus_ring_capacity(const struct bus_ring *r);
+
 /* Newest seq stored, 0 when empty. */
 uint64_t
 bus_ring_newest(const struct bus_ring *r);

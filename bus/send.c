@@ -213,10 +213,24 @@ send_payload_data(const uint8_t *payload, size_t plen, unsigned nkeys)
     size_t fanout = bus.ep.multicast ? 1 : bus.ep.npeers;
     bus_sent(fanout, mcast_send_all(&bus.ep, dgram, n));
     atomic_store_explicit(&bus.last_data_ns, bus_mono_ns(), memory_order_relaxed);
-    /* One wake per tail, not per datagram: the flag stays set until the
-     * heartbeat that pays it goes out. */
+    /* One wake per look of the bus thread, not per datagram: the flag
+     * stays set until it looks at last_data_ns again. */
     if (!atomic_exchange(&bus.tail_owed, true))
         bus_loop_wake();
+}
+
+void
+bus_send_tail_repeat(void)
+{
+    pthread_mutex_lock(&bus.send_lock);
+    const uint8_t *d;
+    size_t len;
+    if (bus_ring_get(bus.ring, atomic_load(&bus.data_seq), &d, &len)) {
+        size_t fanout = bus.ep.multicast ? 1 : bus.ep.npeers;
+        bus_sent(fanout, mcast_send_all(&bus.ep, d, len));
+        bus_count(M_tail_repeats, 1);
+    }
+    pthread_mutex_unlock(&bus.send_lock);
 }
 
 static void
@@ -262,12 +276,11 @@ bus_send_heartbeat(bool leaving)
 {
     /* Under send_lock, as DATA: a worker's datagram cannot slip between
      * reading last_seq and sending, so no heartbeat goes out after DATA it
-     * does not count. Cleared first: DATA sent from here on is owed a later
-     * heartbeat. */
+     * does not count. */
     pthread_mutex_lock(&bus.send_lock);
-    atomic_store(&bus.tail_owed, false);
     uint8_t p[WIRE_PAYLOAD_MAX];
-    struct wire_heartbeat hb = {.last_seq = atomic_load(&bus.data_seq), .leaving = leaving};
+    struct wire_heartbeat hb = {.last_seq = atomic_load(&bus.data_seq),
+                                .leaving = leaving || bus.leaving};
     bus_send_control(WIRE_HEARTBEAT, p, wire_put_heartbeat(p, &hb), NULL, 0);
     pthread_mutex_unlock(&bus.send_lock);
     bus_count(M_heartbeats_sent, 1);
@@ -363,11 +376,34 @@ send_gone(uint32_t target, uint64_t epoch, int dest)
     bus_count(M_gones_sent, 1);
 }
 
+/* One repair token of dest, if any is left: a bucket of the ring's size,
+ * refilled at the ring's size per repair_window_us. Under send_lock. */
+static bool
+repair_token(unsigned dest, int64_t now)
+{
+    double cap = (double)bus_ring_capacity(bus.ring);
+    double *tokens = &bus.repair_budget[dest].tokens;
+    int64_t *at = &bus.repair_budget[dest].at_us;
+    if (*at == 0) {
+        *tokens = cap;
+    } else if (now > *at) {
+        *tokens += cap * (double)(now - *at) / (double)bus.repair_window_us;
+        if (*tokens > cap)
+            *tokens = cap;
+    }
+    *at = now;
+    if (*tokens < 1.0)
+        return false;
+    *tokens -= 1.0;
+    return true;
+}
+
 /* A NACK is the only datagram answered with more bytes than it holds, so
- * its answers go only to the fleet (dest), and each datagram of the ring at
- * most once per half NACK interval to each dest: a requester that lost the
- * repair asks again after a whole interval; a flood of NACKs, forged or
- * real, gets nothing more. */
+ * its answers go only to the fleet (dest), each datagram of the ring at
+ * most once per ration_us to each dest (a requester that lost the
+ * repair asks again after its NACK interval, never shorter), and at most
+ * the ring's size per repair_window_us to each dest: a flood of NACKs,
+ * forged or real, gets nothing more. */
 void
 bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest)
 {
@@ -388,7 +424,7 @@ bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest)
         return;
     }
     unsigned ration_dest = dest == BUS_DEST_GROUP ? 0 : (unsigned)dest;
-    int64_t now = bus_now_us(), interval = bus.timing.nack_interval_us / 2;
+    int64_t now = bus_now_us();
     /* Held while repairing: a sender must not overwrite a slot being resent. */
     pthread_mutex_lock(&bus.send_lock);
     uint64_t oldest = bus_ring_oldest(bus.ring), newest = atomic_load(&bus.data_seq);
@@ -407,8 +443,12 @@ bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest)
             size_t len;
             if (!bus_ring_get(bus.ring, s, &d, &len))
                 continue;
-            if (!bus_ring_may_repair(bus.ring, s, ration_dest, now, interval)) {
+            if (!bus_ring_may_repair(bus.ring, s, ration_dest, now, bus.ration_us)) {
                 bus_count(M_repairs_rationed, 1);
+                continue;
+            }
+            if (!repair_token(ration_dest, now)) {
+                bus_count(M_repairs_throttled, 1);
                 continue;
             }
             bus_sent(1, mcast_send_to(&bus.ep, to, tolen, d, len) ? 0 : 1);

@@ -52,6 +52,10 @@ static uint32_t forget_ms;              /* 0: the bus's default */
 static uint32_t nack_interval_ms;       /* 0: the bus's default */
 static uint32_t peer_timeout_ms = 600;
 static uint32_t announce_window_ms = 2000;
+/* Off unless a test is about it: the repeat of a burst's last datagram
+ * would otherwise be one more DATA datagram for every test to skip. */
+static bool tail_repeat;
+static uint32_t ration_us, repair_window_ms; /* 0: the bus's defaults */
 
 static void
 start(const char *key_file, uint32_t ring_size)
@@ -93,6 +97,9 @@ start(const char *key_file, uint32_t ring_size)
     o.forget_ms = forget_ms;
     o.nack_interval_ms = nack_interval_ms;
     o.announce_window_ms = announce_window_ms;
+    o.no_tail_repeat = !tail_repeat;
+    o.ration_us = ration_us;
+    o.repair_window_ms = repair_window_ms;
     cr_assert(bus_setup(&o, err, sizeof(err)), "bus_setup: %s", err);
     cr_assert_not(bus_setup(&o, err, sizeof(err)), "a second bus_setup must refuse");
     peer_ctl_seq = 0;
@@ -383,6 +390,36 @@ Test(bus, heartbeats_carry_the_last_seq)
     cr_assert_eq(wire_get_heartbeat(g.payload, g.h.plen, &hb), WIRE_OK);
     cr_assert_eq(hb.last_seq, 1);
     cr_assert_not(hb.leaving);
+}
+
+static void
+start_repeating(void)
+{
+    tail_repeat = true;
+    start_plain();
+}
+
+/* After a burst, silence: its last datagram goes again, byte for byte (a
+ * receiver that lost it alone gets it without asking), then heartbeats
+ * (the first of the tail's, long before the 50 ms interval here) say how
+ * far the burst went. */
+Test(bus_tail, a_bursts_last_datagram_is_repeated_then_heartbeats_follow,
+     .init = start_repeating, .fini = stop, .timeout = 20)
+{
+    bus_publish_invalidate("k", 1, false, 0);
+    struct got first, g;
+    cr_assert(recv_type(WIRE_DATA, 2000, &first));
+    cr_assert(recv_type(0, 2000, &g));
+    cr_assert_eq(g.h.type, WIRE_DATA, "the repeat comes before any heartbeat");
+    cr_assert_eq(g.rawlen, first.rawlen);
+    cr_assert_eq(memcmp(g.raw, first.raw, g.rawlen), 0, "a repeat is the same bytes");
+    cr_assert(recv_type(0, 2000, &g));
+    cr_assert_eq(g.h.type, WIRE_HEARTBEAT);
+    struct wire_heartbeat hb;
+    cr_assert_eq(wire_get_heartbeat(g.payload, g.h.plen, &hb), WIRE_OK);
+    cr_assert_eq(hb.last_seq, 1);
+    cr_assert_eq(statv("tail_repeats"), 1);
+    cr_assert_eq(statv("batches_sent"), 1, "a repeat is not a new batch");
 }
 
 Test(bus, publishes_flush_all)
@@ -801,12 +838,13 @@ Test(bus, a_nack_from_outside_the_peers_is_dropped_and_answered_nowhere)
     close(stranger);
 }
 
-/* Answers to NACKs are rationed: each datagram at most once per half NACK
- * interval (here 5 s) to each destination, however many NACKs ask. */
+/* Answers to NACKs are rationed: each datagram at most once per ration
+ * interval (here 5 s) to each destination, however many NACKs ask; and
+ * each destination gets at most the ring's size per repair window. */
 static void
 start_patient(void)
 {
-    nack_interval_ms = 10000;
+    ration_us = 5000000;
     start_plain();
 }
 
@@ -830,6 +868,40 @@ Test(bus_patient, a_flood_of_nacks_gets_each_datagram_once_per_interval, .init =
         repairs += g.raw[5] == WIRE_DATA;
     }
     cr_assert_eq(repairs, 1, "%u repairs of one datagram", repairs);
+}
+
+static void
+start_budgeted(void)
+{
+    ration_us = 1;
+    repair_window_ms = 3600 * 1000;
+    start(NULL, 8);
+}
+
+Test(bus_budget, a_destination_gets_at_most_the_ring_per_window_however_it_asks,
+     .init = start_budgeted, .fini = stop, .timeout = 20)
+{
+    struct got g;
+    for (int i = 0; i < 8; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        bus_publish_invalidate(key, strlen(key), false, 0);
+        cr_assert(recv_type(WIRE_DATA, 2000, &g));
+    }
+    send_heartbeat(0, false);
+    send_nack(1, 8);
+    cr_assert(wait_stat("repairs_sent", 8, 2000), "the first NACK gets the whole ring");
+    usleep(2000);                       /* past the ration interval, not the window */
+    for (int i = 0; i < 4; i++)
+        send_nack(1, 8);
+    /* Each of the 32 asks is refused, by the budget (or, for NACKs handled
+     * within the same microsecond, by the ration). */
+    int64_t deadline = ms_now() + 2000;
+    while (statv("repairs_throttled") + statv("repairs_rationed") < 32 && ms_now() < deadline)
+        usleep(2000);
+    cr_assert_eq(statv("repairs_throttled") + statv("repairs_rationed"), 32);
+    cr_assert_gt(statv("repairs_throttled"), 0);
+    cr_assert_eq(statv("repairs_sent"), 8, "the budget is spent for the window");
 }
 
 /* A heartbeat from peer id (epoch PEER_EPOCH). */

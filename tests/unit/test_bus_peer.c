@@ -8,6 +8,7 @@
 
 static const struct bus_peer_timing T = {
     .nack_delay_us = 2000,
+    .nack_min_us = 500,
     .nack_interval_us = 30000,
     .repair_deadline_us = 500000,
     .peer_timeout_us = 1000000,
@@ -100,20 +101,87 @@ Test(bus_peer, a_heartbeat_reveals_a_lost_trailing_datagram)
     cr_assert(n.n == 1 && n.r[0].first == 2 && n.r[0].count == 2);
 }
 
-Test(bus_peer, nacks_wait_for_reordering_then_repeat_at_the_interval)
+Test(bus_peer, nacks_go_after_the_delay_then_repeat_at_twice_the_floor_before_any_rtt)
 {
     bool due;
     fresh(1, 0);
     fresh(3, 1000000);
-    bus_peer_tick(&p, 1000000 + 1000, &T, &due, &ev);
+    cr_assert_eq(bus_peer_next_event(&p, &T), 1000000 + 2000, "the first NACK is the next event");
+    bus_peer_tick(&p, 1000000 + 1999, &T, &due, &ev);
     cr_assert_not(due);
     bus_peer_tick(&p, 1000000 + 2000, &T, &due, &ev);
     cr_assert(due);
+    cr_assert_eq(p.nacks, 1);
+    bus_peer_tick(&p, 1000000 + 2999, &T, &due, &ev);
+    cr_assert_not(due, "no round trip measured yet: the interval is twice the floor");
     bus_peer_tick(&p, 1000000 + 3000, &T, &due, &ev);
-    cr_assert_not(due);
-    bus_peer_tick(&p, 1000000 + 32000, &T, &due, &ev);
     cr_assert(due);
     cr_assert_not(ev.flush);
+}
+
+Test(bus_peer, the_nack_interval_follows_the_repair_round_trip_within_its_bounds)
+{
+    bool due;
+    fresh(1, 0);
+    fresh(3, 1000);
+    bus_peer_tick(&p, 3000, &T, &due, &ev);          /* NACK at 3000 */
+    cr_assert(due);
+    fresh(2, 3100);                                  /* repaired 100 us later */
+    cr_assert(ev.repaired);
+    cr_assert_eq(p.srtt_us, 100);
+    cr_assert_eq(bus_peer_nack_interval(&p, &T), 500, "2 x 100 + 250 is below the floor");
+    p.srtt_us = 2000;
+    cr_assert_eq(bus_peer_nack_interval(&p, &T), 4250);
+    p.srtt_us = 1000000;
+    cr_assert_eq(bus_peer_nack_interval(&p, &T), 30000, "never longer than the ceiling");
+}
+
+Test(bus_peer, a_new_gap_is_nacked_at_once_while_an_older_one_waits_its_interval)
+{
+    bool due;
+    fresh(1, 0);
+    fresh(3, 1000);
+    bus_peer_tick(&p, 3000, &T, &due, &ev);
+    cr_assert(due);                                  /* next at 4000 */
+    fresh(5, 3100);                                  /* a second hole */
+    cr_assert(ev.gap);
+    cr_assert_eq(p.next_nack_us, 4000, "the sooner of the two");
+    fresh(7, 3900);
+    cr_assert_eq(p.next_nack_us, 4000);
+    p.next_nack_us = 90000;
+    fresh(9, 4000);
+    cr_assert_eq(p.next_nack_us, 6000, "a new gap does not wait behind a long interval");
+}
+
+Test(bus_peer, another_nodes_nack_for_our_holes_postpones_ours_and_others_do_not)
+{
+    fresh(1, 0);
+    fresh(4, 1000);                                  /* holes 2, 3; NACK due at 3000 */
+    struct wire_nack other = {.target = 42, .epoch = 100, .n = 1, .r = {{.first = 7, .count = 3}}};
+    cr_assert_not(bus_peer_suppress(&p, &other, 2500, &T), "not our holes");
+    cr_assert_eq(p.next_nack_us, 3000);
+    other.r[0].first = 3;
+    other.epoch = 99;
+    cr_assert_not(bus_peer_suppress(&p, &other, 2500, &T), "another life's seqs");
+    other.epoch = 100;
+    cr_assert(bus_peer_suppress(&p, &other, 2500, &T));
+    cr_assert_eq(p.next_nack_us, 2500 + 1000);
+    cr_assert_eq(p.nacks_suppressed, 1);
+    cr_assert_not(bus_peer_suppress(&p, &other, 2500, &T), "already later");
+}
+
+Test(bus_peer, lag_counts_what_is_known_but_not_applied_and_since_when)
+{
+    fresh(1, 0);
+    cr_assert_eq(bus_peer_lag_seqs(&p), 0);
+    cr_assert_eq(bus_peer_lag_us(&p, 5000), 0);
+    heartbeat(6, false, 1000);
+    cr_assert_eq(bus_peer_lag_seqs(&p), 5);
+    cr_assert_eq(bus_peer_lag_us(&p, 5000), 4000);
+    for (uint64_t s = 2; s <= 6; s++)
+        fresh(s, 6000);
+    cr_assert_eq(bus_peer_lag_seqs(&p), 0);
+    cr_assert_eq(bus_peer_lag_us(&p, 7000), 0);
 }
 
 Test(bus_peer, an_unrepaired_hole_flushes_at_the_deadline_and_is_forgotten)
