@@ -131,6 +131,19 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     if (!mcast_open(&bus.ep, opts->group, opts->interface, opts->ttl, opts->listen, opts->peers,
                     err, errlen))
         return false;
+    if (opts->sync && bus.ep.multicast && opts->sync_nodes == 0) {
+        snprintf(err, errlen, "--bus-sync in multicast mode needs --bus-sync-nodes N, the number "
+                              "of nodes in the fleet (a node serves hits only while it holds "
+                              "leases from N-1 peers)");
+        mcast_close(&bus.ep);
+        return false;
+    }
+    if (opts->sync && !bus.ep.multicast && opts->sync_nodes > bus.ep.npeers + 1) {
+        snprintf(err, errlen, "--bus-sync-nodes %" PRIu32 ": more than --bus-peers and this node "
+                              "(%zu)", opts->sync_nodes, bus.ep.npeers + 1);
+        mcast_close(&bus.ep);
+        return false;
+    }
 
     bus.node_id = (uint32_t)opts->node_id;
     while (bus.node_id == 0)
@@ -166,6 +179,7 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         atomic_store(&bus.m[i], 0);
     bus_recent_init(&bus.recent);
+    bus_sync_setup(opts);
 
     bus.ring = bus_ring_create(ring_size, WIRE_DATAGRAM_MAX);
     bus.peers = calloc(BUS_PEERS_MAX, sizeof(*bus.peers));
@@ -233,35 +247,71 @@ bus_stats(bus_stat_fn emit, void *ctx)
     emit_u64(emit, ctx, "enabled", running);
     if (!running)
         return;
+    int64_t now = bus_now_us();
     emit_u64(emit, ctx, "node_id", bus.node_id);
     emit_u64(emit, ctx, "epoch", bus.epoch);
     emit("mode", bus.ep.multicast ? "multicast" : "unicast", ctx);
     emit_u64(emit, ctx, "authenticated", bus.sealed);
     emit_u64(emit, ctx, "announce_window_ms", (uint64_t)bus.announce_window_ms);
     emit_u64(emit, ctx, "last_seq", atomic_load(&bus.data_seq));
+    emit_u64(emit, ctx, "sync", bus.sync);
+    if (bus.sync) {
+        /* The read lease: how long this node may still serve hits. */
+        int64_t until = atomic_load(&bus.lease_until_ns);
+        int64_t left = until == INT64_MAX ? INT64_MAX : until / 1000 - now;
+        emit_u64(emit, ctx, "sync_nodes", bus.sync_need + 1);
+        emit_u64(emit, ctx, "lease_ms", (uint64_t)(bus.lease_us / 1000));
+        emit_u64(emit, ctx, "lease_left_ms",
+                 left == INT64_MAX ? UINT64_MAX : left > 0 ? (uint64_t)left / 1000 : 0);
+        emit_u64(emit, ctx, "sync_done", atomic_load(&bus.sync_done));
+    }
     for (int i = 0; i < BUS_METRIC_COUNT; i++)
         emit_u64(emit, ctx, bus_metric_names[i], atomic_load_explicit(&bus.m[i], memory_order_relaxed));
 
-    int64_t now = bus_now_us();
     pthread_mutex_lock(&bus.peers_lock);
     emit_u64(emit, ctx, "peers", bus.npeers);
+    uint64_t data_seq = atomic_load(&bus.data_seq);
     for (size_t i = 0; i < bus.npeers; i++) {
         const struct bus_peer *p = &bus.peers[i];
         char name[64], value[64];
-        snprintf(name, sizeof(name), "peer:%" PRIu32 ":epoch", p->node_id);
-        emit_u64(emit, ctx, name, p->epoch);
-        snprintf(name, sizeof(name), "peer:%" PRIu32 ":last_seq", p->node_id);
-        emit_u64(emit, ctx, name, p->high);
-        snprintf(name, sizeof(name), "peer:%" PRIu32 ":acked", p->node_id);
-        emit_u64(emit, ctx, name, p->acked);
-        snprintf(name, sizeof(name), "peer:%" PRIu32 ":last_heard_ms", p->node_id);
+#define PEER_U64(field, v)                                                       \
+    do {                                                                         \
+        snprintf(name, sizeof(name), "peer:%" PRIu32 ":" field, p->node_id);     \
+        emit_u64(emit, ctx, name, (v));                                          \
+    } while (0)
+        PEER_U64("epoch", p->epoch);
+        PEER_U64("last_seq", p->high);
+        PEER_U64("acked", p->acked);
+        /* A lagging peer: datagrams of it known and not applied, and how
+         * long the oldest of them has been missing. */
+        PEER_U64("lag_seqs", bus_peer_lag_seqs(p));
+        PEER_U64("lag_ms", (uint64_t)(bus_peer_lag_us(p, now) / 1000));
         int64_t age = now - p->last_heard_us;
-        emit_u64(emit, ctx, name, age > 0 ? (uint64_t)age / 1000 : 0);
+        PEER_U64("last_heard_ms", age > 0 ? (uint64_t)age / 1000 : 0);
         snprintf(name, sizeof(name), "peer:%" PRIu32 ":state", p->node_id);
         emit(name, bus_peer_state_name(p->state), ctx);
         snprintf(name, sizeof(name), "peer:%" PRIu32 ":addr", p->node_id);
         mcast_format_addr((const struct sockaddr *)&p->addr, value, sizeof(value));
         emit(name, p->addrlen ? value : "-", ctx);
+        PEER_U64("nacks_sent", p->nacks);
+        PEER_U64("nacks_suppressed", p->nacks_suppressed);
+        PEER_U64("repairs_received", p->repairs);
+        PEER_U64("nacks_received", p->nacks_in);
+        PEER_U64("repairs_served", p->repairs_served);
+        PEER_U64("rtt_us", (uint64_t)p->srtt_us);
+        if (bus.sync) {
+            /* Its lease to us (what we may use), ours to it, and how far
+             * behind our stream it says it is. */
+            const struct bus_lease *l = &p->lease;
+            PEER_U64("lease_left_ms", l->until_us > now ? (uint64_t)(l->until_us - now) / 1000 : 0);
+            int64_t end = bus_lease_last_end(l);
+            PEER_U64("granted_left_ms", end > now ? (uint64_t)(end - now) / 1000 : 0);
+            PEER_U64("acked_ours", l->acked_ours);
+            PEER_U64("behind_ours", data_seq > l->acked_ours ? data_seq - l->acked_ours : 0);
+            PEER_U64("ack_age_ms", l->acked_at_us && now > l->acked_at_us
+                                       ? (uint64_t)(now - l->acked_at_us) / 1000 : 0);
+        }
+#undef PEER_U64
     }
     pthread_mutex_unlock(&bus.peers_lock);
 }

@@ -55,7 +55,21 @@
       .help = "a node that wrote a key this recently and hears another value for it announces " \
               "a delete (milliseconds, 0: off)",                                                \
       .stat = "bus_announce_window_ms",                                                         \
-      .bad = "Invalid --bus-announce-window-ms: %s (want 0-3600000)")
+      .bad = "Invalid --bus-announce-window-ms: %s (want 0-3600000)")                          \
+    X(bool, sync, .name = "bus-sync", .type = OPTION_SWITCH,                                    \
+      .help = "synchronous mode: a write's reply waits until no node can serve the old "        \
+              "value; nodes serve hits only under read leases from every peer",                 \
+      .stat = "bus_sync")                                                                       \
+    X(uint32_t, sync_nodes, .name = "bus-sync-nodes", .type = OPTION_INT, .arg = "<num>",      \
+      .def = "0", .min = 0, .max = 256,                                                         \
+      .help = "--bus-sync: how many nodes the fleet has, this one included (default in "        \
+              "unicast mode: the peers + 1; required in multicast mode)",                       \
+      .stat = "bus_sync_nodes", .bad = "Invalid --bus-sync-nodes: %s (want 1-256)")             \
+    X(uint32_t, lease_ms, .name = "bus-lease-ms", .type = OPTION_INT, .arg = "<num>",          \
+      .def = "100", .min = 5, .max = 60000,                                                     \
+      .help = "--bus-sync: read lease length in milliseconds: the longest a write waits for a " \
+              "silent peer",                                                                    \
+      .stat = "bus_lease_ms", .bad = "Invalid --bus-lease-ms: %s (want 5-60000)")
 
 struct bus_options {
     BUS_OPTIONS(OPTION_FIELD, OPTION_SKIP)
@@ -66,6 +80,9 @@ struct bus_options {
     bool no_tail_repeat;        /* [false] do not resend the last DATA datagram of a burst */
     uint32_t ration_us;         /* [250] a datagram goes to one destination at most this often */
     uint32_t repair_window_ms;  /* [15] ... and a destination gets at most the ring per window */
+    /* Set by main: --bus-sync calls it (from the bus thread) whenever
+     * bus_sync_done() moved, so whoever parks replies can wake them. */
+    void (*on_sync_progress)(void);
     uint32_t repair_deadline_ms;/* [500] a hole older than this: flush */
     uint32_t peer_timeout_ms;   /* [1000] a peer silent this long: flush */
     uint32_t ring_size;         /* [1024] datagrams kept for repair, up to 4096 */
@@ -129,6 +146,30 @@ bus_publish_poll(void);
 typedef void (*bus_stat_fn)(const char *name, const char *value, void *ctx);
 void
 bus_stats(bus_stat_fn emit, void *ctx);
+
+/* --- synchronous mode (--bus-sync) -------------------------------------------------------
+ * Tickets: every publication gets the next number. A client's reply for a
+ * mutation waits until bus_sync_done() reaches its ticket: then every peer
+ * applied it, or provably serves no hits until it has (docs/consistency.md).
+ * The wait is bounded by the lease (--bus-lease-ms, plus a sixteenth). */
+
+/* The ticket of the calling thread's last publication (0: none). */
+uint64_t
+bus_sync_ticket(void);
+
+/* The highest ticket the fleet has applied. One atomic load. */
+uint64_t
+bus_sync_done(void);
+
+/* May this node serve a hit now? True while it holds a usable read lease
+ * from every peer (and always without --bus-sync). One atomic load and one
+ * clock read; a refusal is counted. */
+bool
+bus_read_ok(void);
+
+/* True when the bus runs in synchronous mode. */
+bool
+bus_sync_enabled(void);
 
 /* This node's id (0 while not running). */
 uint32_t

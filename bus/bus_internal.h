@@ -7,10 +7,13 @@
  *   receive.c  inbound: read, authenticate, apply, the peer table
  *              (peers_lock), ask for repairs. The bus thread.
  *   loop.c     the bus thread: its libev loop, timers, wake-ups, goodbye.
+ *   sync.c     --bus-sync: read leases, STATUS, tickets (peers_lock, and
+ *              send_lock for the ticket queue).
  *   bus.c      set-up, tear-down, `stats bus`.
  *
  * Lock order: peers_lock, then send_lock, then pub_lock (never an earlier one
- * while holding a later one). Today only send_lock -> pub_lock nests. The
+ * while holding a later one). send_lock -> pub_lock nests (taking batches),
+ * and peers_lock -> send_lock (a STATUS names the last DATA seq). The
  * cache's locks come after all of them (a flush under peers_lock); the cache
  * never calls the bus. Atomics (pending, due_ns, last_data_ns, tail_owed,
  * data_seq, the counters) are read without a lock. */
@@ -71,6 +74,7 @@
     X(flush_stale_epoch)                                                        \
     X(flush_peers_full)                                                         \
     X(flush_duplicate_id)                                                       \
+    X(flush_unreadable)                                                         \
     X(join_flushes)         /* first contact with unknown history, cache not empty */ \
     X(restarts)             /* a peer came back with a new epoch */             \
     X(epochs_back)          /* ... with an older one: clock stepped back, shared id */ \
@@ -79,6 +83,7 @@
     X(replays)              /* duplicate or older seq in the life we follow */  \
     X(replays_old_life)     /* ... in a life we no longer follow (floors) */    \
     X(malformed)            /* truncated or not a bus datagram */               \
+    X(newer_version)        /* datagrams of a newer format than ours */         \
     X(outside_peers)        /* unicast: from an address not in --bus-peers */   \
     X(outside_group)        /* multicast: sent to our sending socket, not the group */ \
     X(own_ignored)          /* our own datagrams (our id and epoch), looped back */ \
@@ -86,6 +91,13 @@
     X(send_errors)                                                              \
     X(overflows)            /* publishers outran the send queue: fleet flushed */ \
     X(peers_evicted)        /* dead peers' entries given to new senders */      \
+    X(statuses_sent)        /* --bus-sync: STATUS datagrams (leases, acks) */  \
+    X(statuses_received)                                                        \
+    X(grants_sent)          /* read leases granted (echoes in our STATUS) */    \
+    X(grants_received)      /* ... granted to us */                            \
+    X(sync_writes)          /* publications the fleet acknowledged (tickets done) */ \
+    X(sync_expired)         /* ... of which some peer was passed by lease expiry */ \
+    X(reads_refused)        /* hits refused: no lease from every peer */        \
     X(peers_refused)        /* datagrams of senders past BUS_PEERS_MAX live peers */ \
     X(floors_evicted)       /* ids whose ended lives we could no longer keep */
 
@@ -120,6 +132,15 @@ extern const enum bus_metric bus_flush_metric[BUS_FLUSH_REASON_COUNT];
  * went back) only if it booted this recently by our wall clock, either way;
  * else it is refused (bus/receive.c). */
 #define BUS_EPOCH_FRESH_US (60 * 1000000LL)
+/* --bus-sync: STATUS every lease/8; an ack (a STATUS after applying DATA,
+ * or when a peer's STATUS shows it missed ours) at most every
+ * BUS_ACK_DELAY_US; a granter's bound on a grant adds
+ * lease/16 + BUS_LEASE_SLACK_US for the two clocks' rates. */
+#define BUS_ACK_DELAY_US 200
+/* ... and while our writes wait for acks, a STATUS this often asks again. */
+#define BUS_ACK_ASK_US 1000
+#define BUS_LEASE_SLACK_US 200
+#define BUS_TICKETS 4096
 #define BUS_LINGER_S 0.06       /* two NACK rounds at the longest interval */
 
 struct bus_state {
@@ -136,6 +157,12 @@ struct bus_state {
     int64_t tail_repeat_us;     /* 0: no tail repeat */
     int64_t ration_us;
     int64_t repair_window_us;
+    /* --bus-sync (sync.c); set once. */
+    bool sync;
+    unsigned sync_need;         /* peers a node needs leases from: --bus-sync-nodes - 1 */
+    int64_t lease_us, lease_margin_us, status_interval_us;
+    int64_t boot_until_us;      /* no write completes before: our last life's grants */
+    void (*on_sync_progress)(void);
     struct bus_peer_timing timing;
     struct mcast_endpoints ep;
     struct ev_loop *loop;
@@ -159,6 +186,8 @@ struct bus_state {
     size_t nspare;
     bool overflow;
     struct bus_recent recent;
+    uint64_t pub_ticket;        /* --bus-sync: the last publication's ticket */
+    uint64_t cur_first_ticket;  /* ... of cur's first record */
 
     /* send.c, DATA sending from any thread: the ring, data_seq, ordered
      * sends, heartbeats, repairs; under send_lock. */
@@ -174,6 +203,12 @@ struct bus_state {
      * (set by senders, who wake it when they set it; cleared by the bus thread). */
     _Atomic bool tail_owed;
     _Atomic uint64_t data_seq;
+    /* --bus-sync: which tickets each DATA seq completes (under send_lock):
+     * entries (seq, ticket) in order; seq done -> tickets up to ticket done. */
+    struct {
+        uint64_t seq, ticket;
+    } tickets[BUS_TICKETS];
+    unsigned tk_head, tk_count;
 
     /* loop.c and receive.c: the bus thread only. */
     ev_io group_io, fd_io;
@@ -205,6 +240,15 @@ struct bus_state {
     struct bus_peer *peers;
     size_t npeers;
     struct bus_floors floors;   /* the lives no peer entry follows */
+    /* sync.c, under peers_lock: */
+    uint64_t complete_seq;      /* our DATA seqs no peer can serve stale any more */
+    int64_t next_status_us, last_status_us;
+    int64_t ask_us;             /* the next "ack?" STATUS, while writes wait */
+    bool ack_owed;              /* applied DATA since our last STATUS */
+    /* Read by workers without a lock: hits until then (CLOCK_MONOTONIC ns;
+     * INT64_MAX: not in sync mode), and the highest ticket done. */
+    _Atomic int64_t lease_until_ns;
+    _Atomic uint64_t sync_done;
 
     _Atomic uint64_t m[BUS_METRIC_COUNT];
 };
@@ -285,8 +329,8 @@ bus_send_control_to(int dest, uint8_t type, const uint8_t *payload, size_t plen)
 
 /* Answers a peer's NACK from the ring (or with GONE) at dest: each datagram
  * at most once per ration_us per dest, and at most the ring's size per
- * repair_window_us per dest. Bus thread. */
-void
+ * repair_window_us per dest. Returns how many it resent. Bus thread. */
+unsigned
 bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest);
 
 /* True if this node may have published key within the announce window. */
@@ -311,6 +355,39 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents);
  * Returns when it next has work (INT64_MAX: none). */
 int64_t
 bus_peers_tick(int64_t now_us);
+
+/* --- sync.c ------------------------------------------------------------------ */
+
+/* Set-up of the sync part (bus_setup, before the thread starts). */
+void
+bus_sync_setup(const struct bus_options *opts);
+
+/* A STATUS from p (fresh), under peers_lock. */
+void
+bus_sync_status_in(struct bus_peer *p, const struct wire_status *st, int64_t now_us);
+
+/* p now follows another life of its sender, under peers_lock. */
+void
+bus_sync_peer_restarted(struct bus_peer *p);
+
+/* After a burst of datagrams was applied: leases, acks, completions. Bus
+ * thread; takes peers_lock. */
+void
+bus_sync_after_receive(int64_t now_us);
+
+/* The timers' work: STATUS, completions, the lease. Returns when it next
+ * has work. Bus thread; takes peers_lock. */
+int64_t
+bus_sync_tick(int64_t now_us);
+
+/* DATA went out through seq, carrying every ticket up to ticket. Under
+ * send_lock. */
+void
+bus_sync_sent(uint64_t seq, uint64_t ticket);
+
+/* True when p may be forgotten: no grant of ours to it still runs. */
+bool
+bus_sync_may_forget(const struct bus_peer *p, int64_t now_us);
 
 /* --- loop.c ------------------------------------------------------------------ */
 

@@ -103,15 +103,17 @@ tail_run(int64_t now)
         return INT64_MAX;
     if (now < tail_due(bus.tail_step))
         return tail_due(bus.tail_step);
-    /* Late (a busy thread): only the last step that is due. */
-    while (tail_step_valid(bus.tail_step + 1) && tail_due(bus.tail_step + 1) <= now)
-        bus.tail_step++;
     if (bus.tail_step == 0) {
         bus_send_tail_repeat();
-    } else {
-        bus_send_heartbeat(false);
-        bus.next_heartbeat_us = now + bus.heartbeat_us;
+        bus.tail_step++;
+        if (!tail_step_valid(bus.tail_step) || now < tail_due(bus.tail_step))
+            return tail_step_valid(bus.tail_step) ? tail_due(bus.tail_step) : INT64_MAX;
     }
+    /* Late (a busy thread): one heartbeat stands for every step that is due. */
+    while (tail_step_valid(bus.tail_step + 1) && tail_due(bus.tail_step + 1) <= now)
+        bus.tail_step++;
+    bus_send_heartbeat(false);
+    bus.next_heartbeat_us = now + bus.heartbeat_us;
     bus.tail_step++;
     return tail_step_valid(bus.tail_step) ? tail_due(bus.tail_step) : INT64_MAX;
 }
@@ -123,7 +125,14 @@ wake_cb(struct ev_loop *loop, ev_async *w, int revents)
     (void)loop;
     (void)w;
     (void)revents;
-    int64_t next = tail_run(bus_now_us());
+    int64_t now = bus_now_us();
+    int64_t next = tail_run(now);
+    if (bus.sync) {
+        /* New DATA: with no peer to wait for, its writes are done at once. */
+        int64_t t = bus_sync_tick(now);
+        if (t < next)
+            next = t;
+    }
     if (next != INT64_MAX)
         bus_loop_tick_at(next);
 }
@@ -160,6 +169,11 @@ tick_cb(struct ev_loop *loop, ev_io *w, int revents)
     t = bus_peers_tick(now);
     if (t < next)
         next = t;
+    if (bus.sync) {
+        t = bus_sync_tick(now);
+        if (t < next)
+            next = t;
+    }
     bus_loop_tick_at(next);
 }
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "bus/lease.h"
 #include "bus/wire.h"
 
 /* Holes further than this behind the newest seq are not tracked: they are
@@ -37,7 +38,8 @@ enum bus_peer_state {
     X(epoch_back) /* the sender went back to an older life */           \
     X(stale_epoch) /* an older life we refuse to follow spoke */         \
     X(peers_full) /* a sender we cannot follow: the table is full of live peers */ \
-    X(duplicate_id) /* another node uses our id: we cannot follow it */
+    X(duplicate_id) /* another node uses our id: we cannot follow it */ \
+    X(unreadable) /* DATA we cannot read (a newer format): applied as a flush */
 
 enum bus_flush_reason {
 #define BUS_FLUSH_ENUM(name) BUS_FLUSH_##name,
@@ -108,10 +110,13 @@ struct bus_peer {
     uint64_t nacks;             /* NACKs sent to it */
     uint64_t nacks_suppressed;  /* ... held back: another node asked for the same */
     uint64_t repairs;           /* repairs of it received (holes filled) */
+    uint64_t nacks_in;          /* NACKs it sent us */
+    uint64_t repairs_served;    /* our datagrams resent for its NACKs */
     uint64_t ctl_high, ctl_mask;
     int64_t last_heard_us;
     struct sockaddr_storage addr; /* where its datagrams come from: NACK target */
     socklen_t addrlen;
+    struct bus_lease lease;     /* --bus-sync: read leases both ways (bus/lease.h) */
 };
 
 /* A peer first heard now, in epoch. whole_history: it booted after we did

@@ -152,9 +152,12 @@ peer_slot(void)
         return p;
     }
     struct bus_peer *v = NULL;
+    int64_t now = bus_now_us();
     for (size_t i = 0; i < bus.npeers; i++) {
         struct bus_peer *q = &bus.peers[i];
-        if (q->state != BUS_PEER_LIVE && (!v || q->last_heard_us < v->last_heard_us))
+        /* --bus-sync: a grant of ours still running binds our writes to it. */
+        if (q->state != BUS_PEER_LIVE && bus_sync_may_forget(q, now) &&
+            (!v || q->last_heard_us < v->last_heard_us))
             v = q;
     }
     if (!v)
@@ -257,6 +260,7 @@ peer_for(const struct wire_header *h, int64_t now)
     if (p->epoch != h->epoch) {
         struct bus_peer_event ev;
         bus_peer_switch(p, h->epoch, known ? &resume : NULL, now, &ev);
+        bus_sync_peer_restarted(p);
         act(p, &ev);
     }
     return p;
@@ -341,7 +345,8 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
                 int dest)
 {
     struct wire_header h;
-    if (wire_header_decode(buf, len, &h) != WIRE_OK) {
+    enum wire_result hr = wire_header_decode(buf, len, &h);
+    if (hr != WIRE_OK && hr != WIRE_NEWER) {
         bus_count(M_malformed, 1);
         return;
     }
@@ -355,20 +360,41 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
         bus_count(M_auth_failures, 1);
         return;
     }
+    /* A newer format (wire.h, Versions): its control datagrams say nothing
+     * we need; its DATA may invalidate in ways we cannot read, so it is
+     * followed like any DATA and applied as a flush. */
+    bool unreadable = false;
+    if (hr == WIRE_NEWER) {
+        bus_count(M_newer_version, 1);
+        if (h.type != WIRE_DATA)
+            return;
+        unreadable = true;
+    }
     /* Parse fully before touching any state: all of a datagram or none. */
     union {
         struct wire_heartbeat hb;
         struct wire_nack nack;
         struct wire_gone gone;
+        struct wire_status st;
     } c;
     unsigned nrec;
     enum wire_result wr = WIRE_BAD_TYPE;
     switch (h.type) {
     case WIRE_DATA:
-        wr = wire_check_data(payload, h.plen, &nrec);
-        /* A record newer than the datagram's version is malformed. */
-        if (wr == WIRE_OK && wire_data_version(payload, h.plen) > h.version)
+        /* Authenticated DATA we cannot read (records we do not know, or
+         * newer than the datagram's version says) comes from a key holder
+         * that speaks a format we do not know: applied as a flush, never
+         * dropped (without a key, anyone could flush us anyway). */
+        wr = unreadable ? WIRE_OK : wire_check_data(payload, h.plen, &nrec);
+        if (wr == WIRE_OK && !unreadable && wire_data_version(payload, h.plen) > h.version)
             wr = WIRE_BAD_VERSION;
+        if (wr != WIRE_OK) {
+            unreadable = true;
+            wr = WIRE_OK;
+        }
+        break;
+    case WIRE_STATUS:
+        wr = wire_get_status(payload, h.plen, &c.st);
         break;
     case WIRE_HEARTBEAT:
         wr = wire_get_heartbeat(payload, h.plen, &c.hb);
@@ -435,7 +461,17 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
         bus_peer_gone(p, c.gone.epoch, c.gone.oldest, &ev);
         act(p, &ev);
         break;
+    case WIRE_STATUS:
+        /* Its last DATA seq works as a heartbeat's; the rest is --bus-sync's. */
+        memset(&ev, 0, sizeof(ev));
+        bus_peer_heartbeat(p, c.st.last_seq, false, now, &bus.timing, &ev);
+        act(p, &ev);
+        if (bus.sync)
+            bus_sync_status_in(p, &c.st, now);
+        break;
     case WIRE_NACK:
+        if (!others_nack)
+            p->nacks_in++;
         if (others_nack) {
             /* Another node asked the target for holes we may have too: its
              * repairs come to the group, so our own NACK can wait (multicast
@@ -449,10 +485,21 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     }
     pthread_mutex_unlock(&bus.peers_lock);
 
-    if (h.type == WIRE_DATA)
+    if (h.type == WIRE_DATA && unreadable) {
+        unrepairable(BUS_FLUSH_unreadable, h.node_id, true);
+    } else if (h.type == WIRE_DATA) {
         apply_data(payload, h.plen);
-    else if (h.type == WIRE_NACK && !others_nack)
-        bus_serve_nack(h.node_id, &c.nack, dest);
+        bus.ack_owed = true;    /* --bus-sync: tell the writer, soon */
+    } else if (h.type == WIRE_NACK && !others_nack) {
+        unsigned served = bus_serve_nack(h.node_id, &c.nack, dest);
+        if (served) {
+            pthread_mutex_lock(&bus.peers_lock);
+            struct bus_peer *q = peer_find(h.node_id);
+            if (q && q->epoch == h.epoch)
+                q->repairs_served += served;
+            pthread_mutex_unlock(&bus.peers_lock);
+        }
+    }
 }
 
 void
@@ -489,9 +536,12 @@ bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen, dest);
     }
     if (bus.announced) {
-        bus.announced = false;
         bus_loop_flush_later();
+        bus.announced = false;
     }
+    /* After the burst was applied: a lease granted for it is usable now. */
+    if (bus.sync)
+        bus_sync_after_receive(bus_now_us());
 }
 
 /* --- timers' work on the peers ------------------------------------------------------------ */
@@ -522,7 +572,8 @@ bus_peers_tick(int64_t now)
     pthread_mutex_lock(&bus.peers_lock);
     for (size_t i = 0; i < bus.npeers; i++) {
         struct bus_peer *p = &bus.peers[i];
-        if (p->state != BUS_PEER_LIVE && now - p->last_heard_us > bus.forget_us) {
+        if (p->state != BUS_PEER_LIVE && now - p->last_heard_us > bus.forget_us &&
+            bus_sync_may_forget(p, now)) {
             peer_remove(i--);
             continue;
         }

@@ -18,6 +18,15 @@
 
 /* --- the publish queue (pub_lock) ------------------------------------------------- */
 
+/* --bus-sync: the ticket of this thread's last publication. */
+static _Thread_local uint64_t my_ticket;
+
+uint64_t
+bus_sync_ticket(void)
+{
+    return my_ticket;
+}
+
 static struct bus_batch *
 batch_get_locked(void)
 {
@@ -72,6 +81,7 @@ note_first_locked(void)
 {
     if (bus_batch_empty(bus.cur)) {
         bus.cur_since_ns = bus_mono_ns();
+        bus.cur_first_ticket = bus.pub_ticket;
         /* Full batches waiting are due now, whatever cur's clock says. */
         if (bus.nready == 0 && !bus.overflow)
             atomic_store_explicit(&bus.due_ns, due_locked(bus.cur_since_ns),
@@ -105,6 +115,7 @@ bus_publish_invalidate(const char *key, size_t nkey, bool has_hash, uint64_t val
         bus_count(M_keys_published, 1);
         if (bus.announce_window_ms > 0)
             bus_recent_note(&bus.recent, key, nkey, t);
+        my_ticket = ++bus.pub_ticket;
         add_invalidate_locked(key, nkey, has_hash, value_hash);
     }
     pthread_mutex_unlock(&bus.pub_lock);
@@ -118,6 +129,7 @@ bus_publish_stale(const char *key, size_t nkey, bool has_exptime, int64_t exptim
     pthread_mutex_lock(&bus.pub_lock);
     if (bus.running) {
         bus_count(M_keys_published, 1);
+        my_ticket = ++bus.pub_ticket;
         note_first_locked();
         if (bus_batch_add_stale(bus.cur, key, nkey, has_exptime, exptime) == BUS_BATCH_FULL) {
             rotate_locked();
@@ -135,6 +147,7 @@ bus_publish_flush(int64_t delay)
     pthread_mutex_lock(&bus.pub_lock);
     if (bus.running) {
         bus_count(M_flushes_published, 1);
+        my_ticket = ++bus.pub_ticket;
         note_first_locked();
         if (bus_batch_add_flush(bus.cur, delay) == BUS_BATCH_FULL) {
             rotate_locked();
@@ -162,8 +175,10 @@ void
 bus_queue_announce(const char *key, size_t nkey)
 {
     pthread_mutex_lock(&bus.pub_lock);
-    if (bus.running)
+    if (bus.running) {
+        ++bus.pub_ticket;
         add_invalidate_locked(key, nkey, false, 0);
+    }
     pthread_mutex_unlock(&bus.pub_lock);
 }
 
@@ -306,6 +321,9 @@ bus_flush_due(bool force)
     bus.nready = 0;
     bool overflow = bus.overflow;
     bus.overflow = false;
+    /* Every ticket up to this one goes out below: cur's keys wait only if
+     * cur stays (a lost key of an overflow is covered by its flush). */
+    uint64_t sent_ticket = bus.pub_ticket;
     if (!bus_batch_empty(bus.cur)) {
         int64_t due = due_locked(bus.cur_since_ns), now = bus_mono_ns();
         int64_t left = due - now;
@@ -314,6 +332,7 @@ bus_flush_due(bool force)
             out[n++] = bus.cur;
             bus.cur = next;
         } else {
+            sent_ticket = bus.cur_first_ticket - 1;
             /* Not due yet (or no memory for a fresh batch: try again soon). */
             wait = left > 0 ? (left + 999) / 1000 : 1000;
             atomic_store_explicit(&bus.due_ns, left > 0 ? due : now + 1000000,
@@ -336,7 +355,13 @@ bus_flush_due(bool force)
         send_payload_data(p, len, 0);
         bus_count(M_overflows, 1);
     }
+    if (bus.sync)
+        bus_sync_sent(atomic_load(&bus.data_seq), sent_ticket);
     pthread_mutex_unlock(&bus.send_lock);
+    /* --bus-sync: the bus thread completes tickets; it may have looked
+     * before these went in (and with no peer to wait for, they are done). */
+    if (bus.sync)
+        bus_loop_wake();
     if (overflow) {
         static struct log_limit overflow_log = LOG_LIMIT_INIT;
         log_limited(&overflow_log, 10000, LOG_ERROR,
@@ -404,13 +429,13 @@ repair_token(unsigned dest, int64_t now)
  * repair asks again after its NACK interval, never shorter), and at most
  * the ring's size per repair_window_us to each dest: a flood of NACKs,
  * forged or real, gets nothing more. */
-void
+unsigned
 bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest)
 {
     bus_count(M_nacks_received, 1);
     if (n->epoch != bus.epoch) {
         send_gone(from, n->epoch, dest);
-        return;
+        return 0;
     }
     const struct sockaddr *to;
     socklen_t tolen;
@@ -421,8 +446,9 @@ bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest)
         to = (const struct sockaddr *)&bus.ep.peers[dest];
         tolen = sizeof(bus.ep.peers[dest]);
     } else {
-        return;
+        return 0;
     }
+    unsigned served = 0;
     unsigned ration_dest = dest == BUS_DEST_GROUP ? 0 : (unsigned)dest;
     int64_t now = bus_now_us();
     /* Held while repairing: a sender must not overwrite a slot being resent. */
@@ -453,9 +479,11 @@ bus_serve_nack(uint32_t from, const struct wire_nack *n, int dest)
             }
             bus_sent(1, mcast_send_to(&bus.ep, to, tolen, d, len) ? 0 : 1);
             bus_count(M_repairs_sent, 1);
+            served++;
         }
     }
     pthread_mutex_unlock(&bus.send_lock);
     if (gone)
         send_gone(from, n->epoch, dest);
+    return served;
 }

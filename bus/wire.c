@@ -58,11 +58,17 @@ get64(const uint8_t *p)
     return ((uint64_t)get32(p) << 32) | get32(p + 4);
 }
 
+uint8_t
+wire_type_version(uint8_t type)
+{
+    return type == WIRE_STATUS ? WIRE_VERSION_STATUS : WIRE_VERSION_MIN;
+}
+
 void
 wire_header_encode(const struct wire_header *h, uint8_t out[WIRE_HEADER_SIZE])
 {
     put32(out, WIRE_MAGIC);
-    out[4] = h->version ? h->version : WIRE_VERSION_MIN;
+    out[4] = h->version ? h->version : wire_type_version(h->type);
     out[5] = h->type;
     out[6] = h->flags;
     out[7] = 0;
@@ -80,15 +86,18 @@ wire_header_decode(const uint8_t *buf, size_t len, struct wire_header *h)
         return WIRE_SHORT;
     if (get32(buf) != WIRE_MAGIC)
         return WIRE_BAD_MAGIC;
-    if (buf[4] < WIRE_VERSION_MIN || buf[4] > WIRE_VERSION)
+    if (buf[4] < WIRE_VERSION_MIN)
         return WIRE_BAD_VERSION;
-    if (buf[5] < WIRE_DATA || buf[5] > WIRE_GONE)
+    bool newer = buf[4] > WIRE_VERSION;
+    if (newer ? buf[5] == 0
+              : buf[5] < WIRE_DATA || buf[5] > WIRE_STATUS || wire_type_version(buf[5]) > buf[4])
         return WIRE_BAD_TYPE;
-    if ((buf[6] & ~WIRE_FLAG_SEALED) != 0 || buf[7] != 0 || get16(buf + 14) != 0)
+    /* A newer version may use the reserved bytes; never the sealed bit's meaning. */
+    if (!newer && ((buf[6] & ~WIRE_FLAG_SEALED) != 0 || buf[7] != 0 || get16(buf + 14) != 0))
         return WIRE_BAD_FLAGS;
     h->version = buf[4];
     h->type = buf[5];
-    h->flags = buf[6];
+    h->flags = buf[6] & WIRE_FLAG_SEALED;
     h->node_id = get32(buf + 8);
     h->plen = get16(buf + 12);
     h->epoch = get64(buf + 16);
@@ -101,7 +110,7 @@ wire_header_decode(const uint8_t *buf, size_t len, struct wire_header *h)
                   ((h->flags & WIRE_FLAG_SEALED) ? WIRE_TAG_SIZE : 0);
     if (h->plen > WIRE_PAYLOAD_MAX || len != want)
         return WIRE_BAD_LENGTH;
-    return WIRE_OK;
+    return newer ? WIRE_NEWER : WIRE_OK;
 }
 
 void
@@ -302,5 +311,50 @@ wire_get_gone(const uint8_t *p, size_t len, struct wire_gone *g)
     g->target = get32(p);
     g->epoch = get64(p + 4);
     g->oldest = get64(p + 12);
+    return WIRE_OK;
+}
+
+size_t
+wire_put_status(uint8_t *buf, const struct wire_status *st)
+{
+    buf[0] = 0;
+    put32(buf + 1, st->lease_us);
+    put64(buf + 5, st->now_us);
+    put64(buf + 13, st->last_seq);
+    unsigned n = st->n > WIRE_STATUS_ENTRIES_MAX ? WIRE_STATUS_ENTRIES_MAX : st->n;
+    buf[21] = (uint8_t)n;
+    size_t off = WIRE_STATUS_FIXED;
+    for (unsigned i = 0; i < n; i++, off += WIRE_STATUS_ENTRY) {
+        put32(buf + off, st->e[i].node);
+        put64(buf + off + 4, st->e[i].epoch);
+        put64(buf + off + 12, st->e[i].acked);
+        put64(buf + off + 20, st->e[i].acked_by);
+        put64(buf + off + 28, st->e[i].echo);
+    }
+    return off;
+}
+
+enum wire_result
+wire_get_status(const uint8_t *p, size_t len, struct wire_status *st)
+{
+    if (len < WIRE_STATUS_FIXED || p[0] != 0)
+        return WIRE_BAD_PAYLOAD;
+    st->lease_us = get32(p + 1);
+    st->now_us = get64(p + 5);
+    st->last_seq = get64(p + 13);
+    st->n = p[21];
+    if (st->n > WIRE_STATUS_ENTRIES_MAX ||
+        len != WIRE_STATUS_FIXED + (size_t)st->n * WIRE_STATUS_ENTRY || st->now_us == 0)
+        return WIRE_BAD_PAYLOAD;
+    for (unsigned i = 0; i < st->n; i++) {
+        const uint8_t *e = p + WIRE_STATUS_FIXED + i * WIRE_STATUS_ENTRY;
+        st->e[i].node = get32(e);
+        st->e[i].epoch = get64(e + 4);
+        st->e[i].acked = get64(e + 12);
+        st->e[i].acked_by = get64(e + 20);
+        st->e[i].echo = get64(e + 28);
+        if (st->e[i].node == 0)
+            return WIRE_BAD_PAYLOAD;
+    }
     return WIRE_OK;
 }

@@ -8,7 +8,7 @@
  *    0         4       5       6       7       8           12      14     16
  *   +---------+-------+-------+-------+-------+-----------+-------+------+
  *   | magic   |version| type  | flags |   0   | node id   | plen  |  0   |
- *   | "FCB1"  | 1 / 2 |       |       |       | u32, != 0 | u16   |      |
+ *   | "FCB1"  | 1,2,3 |       |       |       | u32, != 0 | u16   |      |
  *   +---------+-------+-------+-------+-------+-----------+-------+------+
  *   16  boot epoch (u64, sender's start time in microseconds)           24
  *   24  seq (u64): DATA: data sequence number, 1, 2, 3 ... per epoch     32
@@ -28,18 +28,29 @@
  *   STALE       | op=3 | flags (bit0: has exptime) | nkey 1..250 | exptime i64 | key |
  *               (version 2: meta `md key I [T<exptime>]`, mark the copy stale)
  *
- * Versions, for a fleet in a rolling upgrade: a datagram carries the lowest
- * version that has every record in it, so 1 unless it holds a STALE record.
- * A receiver takes every version from WIRE_VERSION_MIN to WIRE_VERSION and
- * refuses a record newer than its datagram's version. A node that speaks only
- * version 1 refuses a version-2 datagram whole, as it refuses any bytes it
- * cannot read: the hole it leaves in that sender's sequence cannot be
- * repaired (the repair is the same datagram), so that node flushes after the
- * repair deadline. Old nodes thus never serve a copy a new node marked stale;
- * they pay a miss instead. A new kind of record takes a new version. 
  * HEARTBEAT: | last data seq u64 | flags u8 (bit0: leaving) |
  * NACK:      | target node u32 | target epoch u64 | n u8 1..16 | n x (first u64, count u32) |
  * GONE:      | target node u32 | asked epoch u64 | oldest seq still held u64 (0: none) |
+ * STATUS (version 3, --bus-sync): a read-lease request, grants and acks:
+ *            | flags u8 (0) | lease us u32 | now us u64 | last data seq u64 | n u8 0..36 |
+ *            n x | node u32 | its epoch u64 | its DATA seq applied through u64 |
+ *                | our DATA seq it said it applied through u64 (so it can tell a lost ack) |
+ *                | its last "now" heard u64 (0: none): a grant of lease us from then |
+ *
+ * Versions, for a fleet in a rolling upgrade. A datagram carries the lowest
+ * version a receiver must know to read it: 1 for DATA of INVALIDATE and
+ * FLUSH records and for HEARTBEAT, NACK and GONE; 2 for DATA holding a STALE
+ * record; 3 for STATUS. A receiver takes every version from
+ * WIRE_VERSION_MIN to WIRE_VERSION, and refuses a record or a type newer
+ * than its datagram's version. The header layout (this picture) is the same
+ * in every version. What an older node does with a newer datagram: nodes of
+ * versions 1 and 2 refuse it whole as malformed; a STATUS costs them
+ * nothing, a DATA leaves a hole in that sender's sequence that no repair
+ * fills (the repair is the same datagram), so they flush at the repair
+ * deadline: a miss, never a stale copy. From version 3 on, a higher
+ * version's header decodes as WIRE_NEWER: its control datagrams are
+ * ignored, and its DATA is followed and applied as a flush at once
+ * (bus/receive.c). A new kind of record or datagram takes a new version.
  */
 #ifndef FLEETCACHE_BUS_WIRE_H
 #define FLEETCACHE_BUS_WIRE_H
@@ -49,8 +60,10 @@
 #include <stdint.h>
 
 #define WIRE_MAGIC 0x46434231u /* "FCB1" */
-#define WIRE_VERSION_MIN 1      /* INVALIDATE, FLUSH and the control types */
-#define WIRE_VERSION 2          /* + STALE: the newest this node speaks */
+#define WIRE_VERSION_MIN 1      /* INVALIDATE, FLUSH and HEARTBEAT, NACK, GONE */
+#define WIRE_VERSION_STALE 2    /* + the STALE record */
+#define WIRE_VERSION_STATUS 3   /* + the STATUS datagram (--bus-sync) */
+#define WIRE_VERSION 3          /* the newest this node speaks and reads */
 #define WIRE_HEADER_SIZE 32
 #define WIRE_TAG_SIZE 16
 #define WIRE_NONCE_SIZE 24
@@ -65,12 +78,16 @@
 #define WIRE_HEARTBEAT_SIZE 9
 #define WIRE_NACK_RANGES_MAX 16
 #define WIRE_GONE_SIZE 20
+#define WIRE_STATUS_FIXED 22
+#define WIRE_STATUS_ENTRY 36
+#define WIRE_STATUS_ENTRIES_MAX 36
 
 enum wire_type {
     WIRE_DATA = 1,
     WIRE_HEARTBEAT = 2,
     WIRE_NACK = 3,
     WIRE_GONE = 4,
+    WIRE_STATUS = 5,
 };
 
 #define WIRE_FLAG_SEALED 0x01
@@ -95,7 +112,8 @@ enum wire_op {
     X(WIRE_BAD_SEQ)         \
     X(WIRE_BAD_LENGTH)      \
     X(WIRE_BAD_RECORD)      \
-    X(WIRE_BAD_PAYLOAD)
+    X(WIRE_BAD_PAYLOAD)     \
+    X(WIRE_NEWER)           /* a version above WIRE_VERSION: header only */
 
 enum wire_result {
 #define WIRE_RESULT_ENUM(name) name,
@@ -108,7 +126,7 @@ const char *
 wire_result_name(enum wire_result r);
 
 struct wire_header {
-    uint8_t version;    /* decoded; encoding writes it, 0 meaning WIRE_VERSION_MIN */
+    uint8_t version;    /* decoded; encoding writes it, 0 meaning the type's own */
     uint8_t type;
     uint8_t flags;
     uint16_t plen;      /* plaintext payload length */
@@ -117,12 +135,20 @@ struct wire_header {
     uint64_t seq;       /* never 0 */
 };
 
-/* Writes the 32 header bytes. */
+/* The lowest version with datagrams of type (see Versions above); DATA
+ * takes its records' (wire_data_version). */
+uint8_t
+wire_type_version(uint8_t type);
+
+/* Writes the 32 header bytes: h->version, or when 0 the type's own. */
 void
 wire_header_encode(const struct wire_header *h, uint8_t out[WIRE_HEADER_SIZE]);
 
 /* Decodes and checks the header of a datagram of len bytes, including that
- * len is exactly header + plen (+ tag when sealed). */
+ * len is exactly header + plen (+ tag when sealed), and that its type
+ * exists in its version. WIRE_NEWER: a version above WIRE_VERSION whose
+ * fixed fields (type nonzero, node, seq, lengths, the sealed flag) are
+ * sound; h is filled so the datagram can be authenticated and followed. */
 enum wire_result
 wire_header_decode(const uint8_t *buf, size_t len, struct wire_header *h);
 
@@ -197,6 +223,22 @@ struct wire_gone {
     uint64_t oldest;
 };
 
+struct wire_status_entry {
+    uint32_t node;
+    uint64_t epoch;     /* the life of node the sender follows */
+    uint64_t acked;     /* node's DATA seqs the sender applied through */
+    uint64_t acked_by;  /* the sender's DATA seqs node said it applied through */
+    uint64_t echo;      /* node's last now_us the sender heard; 0: no grant */
+};
+
+struct wire_status {
+    uint32_t lease_us;  /* the length of the grants in it */
+    uint64_t now_us;    /* the sender's monotonic clock: echoed back as a grant */
+    uint64_t last_seq;  /* the sender's last DATA seq sent (as a heartbeat's) */
+    uint8_t n;
+    struct wire_status_entry e[WIRE_STATUS_ENTRIES_MAX];
+};
+
 /* Encoders return the payload length written into buf (which holds at least
  * WIRE_PAYLOAD_MAX bytes). */
 size_t
@@ -205,6 +247,8 @@ size_t
 wire_put_nack(uint8_t *buf, const struct wire_nack *n);
 size_t
 wire_put_gone(uint8_t *buf, const struct wire_gone *g);
+size_t
+wire_put_status(uint8_t *buf, const struct wire_status *st);
 
 /* Decoders accept exactly the encoded length, and ranges that are non-empty
  * and do not wrap. */
@@ -214,5 +258,7 @@ enum wire_result
 wire_get_nack(const uint8_t *p, size_t len, struct wire_nack *n);
 enum wire_result
 wire_get_gone(const uint8_t *p, size_t len, struct wire_gone *g);
+enum wire_result
+wire_get_status(const uint8_t *p, size_t len, struct wire_status *st);
 
 #endif

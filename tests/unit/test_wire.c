@@ -52,10 +52,14 @@ ParameterizedTestParameters(wire, header_rejects_hostile_bytes)
         {-1, 0, 0, WIRE_OK},
         {0, 'X', 0, WIRE_BAD_MAGIC},
         {3, '2', 0, WIRE_BAD_MAGIC},
-        {4, 3, 0, WIRE_BAD_VERSION},        /* newer than this node speaks */
+        {4, 2, 0, WIRE_OK},                  /* a v2+ reader reads v1 DATA in a newer frame */
+        {4, 3, 0, WIRE_OK},
+        {4, 4, 0, WIRE_NEWER},               /* above what we read: header only */
+        {4, 0xff, 0, WIRE_NEWER},
         {4, 0, 0, WIRE_BAD_VERSION},
         {5, 0, 0, WIRE_BAD_TYPE},
-        {5, 5, 0, WIRE_BAD_TYPE},
+        {5, 5, 0, WIRE_BAD_TYPE},            /* STATUS does not exist in version 1 */
+        {5, 6, 0, WIRE_BAD_TYPE},
         {5, 0xff, 0, WIRE_BAD_TYPE},
         {6, 0x02, 0, WIRE_BAD_FLAGS},
         {7, 1, 0, WIRE_BAD_FLAGS},
@@ -177,6 +181,43 @@ Test(wire, control_payloads_round_trip)
     n = wire_put_gone(p, &g);
     cr_assert_eq(wire_get_gone(p, n, &g2), WIRE_OK);
     cr_assert(g2.target == 3 && g2.epoch == 4 && g2.oldest == 5);
+
+    struct wire_status st = {.lease_us = 100000, .now_us = 0x1122334455667788ull,
+                             .last_seq = 42, .n = WIRE_STATUS_ENTRIES_MAX}, st2;
+    for (unsigned i = 0; i < st.n; i++)
+        st.e[i] = (struct wire_status_entry){.node = i + 1, .epoch = 1000 + i, .acked = 7 * i,
+                                             .acked_by = 5 * i, .echo = i % 3 ? 0 : 99 + i};
+    n = wire_put_status(p, &st);
+    cr_assert_eq(n, WIRE_STATUS_FIXED + WIRE_STATUS_ENTRY * WIRE_STATUS_ENTRIES_MAX);
+    cr_assert_leq(n, WIRE_PAYLOAD_MAX, "a full STATUS fits one datagram");
+    cr_assert_eq(wire_get_status(p, n, &st2), WIRE_OK);
+    cr_assert(st2.lease_us == st.lease_us && st2.now_us == st.now_us && st2.last_seq == 42 &&
+              st2.n == st.n);
+    for (unsigned i = 0; i < st.n; i++)
+        cr_assert(st2.e[i].node == st.e[i].node && st2.e[i].epoch == st.e[i].epoch &&
+                  st2.e[i].acked == st.e[i].acked && st2.e[i].acked_by == st.e[i].acked_by &&
+                  st2.e[i].echo == st.e[i].echo, "entry %u", i);
+}
+
+Test(wire, status_goes_as_version_3_and_the_controls_as_version_1)
+{
+    uint8_t buf[WIRE_HEADER_SIZE + WIRE_STATUS_FIXED];
+    struct wire_header h = {.type = WIRE_STATUS, .plen = WIRE_STATUS_FIXED, .node_id = 1,
+                            .epoch = 2, .seq = 3}, g;
+    wire_header_encode(&h, buf);
+    cr_assert_eq(buf[4], 3);
+    cr_assert_eq(wire_header_decode(buf, sizeof(buf), &g), WIRE_OK);
+    cr_assert(g.version == 3 && g.type == WIRE_STATUS);
+    for (uint8_t t = WIRE_DATA; t <= WIRE_GONE; t++)
+        cr_assert_eq(wire_type_version(t), 1, "type %u", t);
+    buf[4] = 2;
+    cr_assert_eq(wire_header_decode(buf, sizeof(buf), &g), WIRE_BAD_TYPE,
+                 "a version-2 frame cannot say STATUS");
+    buf[4] = 9;
+    buf[5] = 77;        /* a type of a version we do not know */
+    buf[7] = 1;         /* reserved bytes a newer version may use */
+    cr_assert_eq(wire_header_decode(buf, sizeof(buf), &g), WIRE_NEWER);
+    cr_assert(g.version == 9 && g.type == 77 && g.node_id == 1 && g.epoch == 2 && g.seq == 3);
 }
 
 Test(wire, control_payloads_reject_bad_lengths_and_ranges)
@@ -191,6 +232,25 @@ Test(wire, control_payloads_reject_bad_lengths_and_ranges)
     cr_assert_neq(wire_get_heartbeat(p, 9, &hb), WIRE_OK);
     cr_assert_neq(wire_get_gone(p, 19, &g), WIRE_OK);
     cr_assert_neq(wire_get_gone(p, 21, &g), WIRE_OK);
+
+    struct wire_status st = {.lease_us = 1, .now_us = 5, .n = 1,
+                             .e = {{.node = 4, .epoch = 1, .acked = 1, .echo = 1}}}, st2;
+    size_t sn = wire_put_status(p, &st);
+    cr_assert_eq(wire_get_status(p, sn, &st2), WIRE_OK);
+    cr_assert_neq(wire_get_status(p, sn - 1, &st2), WIRE_OK);
+    cr_assert_neq(wire_get_status(p, sn + 1, &st2), WIRE_OK);
+    cr_assert_neq(wire_get_status(p, WIRE_STATUS_FIXED - 1, &st2), WIRE_OK);
+    p[0] = 1;                                              /* unknown flags */
+    cr_assert_neq(wire_get_status(p, sn, &st2), WIRE_OK);
+    p[0] = 0;
+    p[WIRE_STATUS_FIXED + 3] = 0;                          /* node 0 */
+    cr_assert_neq(wire_get_status(p, sn, &st2), WIRE_OK);
+    p[21] = WIRE_STATUS_ENTRIES_MAX + 1;
+    cr_assert_neq(wire_get_status(p, WIRE_STATUS_FIXED + WIRE_STATUS_ENTRY *
+                                  (WIRE_STATUS_ENTRIES_MAX + 1), &st2), WIRE_OK);
+    memset(p, 0, WIRE_STATUS_FIXED);                       /* now 0 */
+    cr_assert_neq(wire_get_status(p, WIRE_STATUS_FIXED, &st2), WIRE_OK);
+    memset(p, 0, WIRE_STATUS_ENTRY + WIRE_STATUS_FIXED);
 
     struct wire_nack ok = {.target = 1, .epoch = 1, .n = 1, .r = {{.first = 5, .count = 2}}};
     size_t n = wire_put_nack(p, &ok);
@@ -225,7 +285,10 @@ parse_all(const uint8_t *buf, size_t len)
     struct wire_heartbeat hb;
     struct wire_nack k;
     struct wire_gone g;
+    struct wire_status st;
     switch (h.type) {
+    case WIRE_STATUS:
+        return wire_get_status(p, h.plen, &st);
     case WIRE_DATA:
         rc = wire_check_data(p, h.plen, &n);
         if (rc == WIRE_OK) {
