@@ -262,13 +262,17 @@ bin_get(struct conn *c, const struct bin_req *r)
     bool touch = r->cmd == BIN_CMD_TOUCH || r->cmd == BIN_CMD_GAT || r->cmd == BIN_CMD_GATK;
     bool with_key = r->cmd == BIN_CMD_GETK || r->cmd == BIN_CMD_GATK;
     bool with_value = r->cmd != BIN_CMD_TOUCH;
-    struct item *it;
+    struct item *it = NULL;
+    /* --bus-sync without a read lease: a miss (cmd_internal.h). */
+    bool leased = cmd_read_ok(c);
     if (touch) {
         NET_STAT_ADD(c->w, cmd_touch, 1);
-        it = cache_get_touch(r->key, r->keylen, (int64_t)be32(r->ext));
+        if (leased)
+            it = cache_get_touch(r->key, r->keylen, (int64_t)be32(r->ext));
     } else {
         NET_STAT_ADD(c->w, cmd_get, 1);
-        it = cache_get(r->key, r->keylen);
+        if (leased)
+            it = cache_get(r->key, r->keylen);
     }
     if (prefix_enabled())
         prefix_record_get(r->key, r->keylen, it != NULL);
@@ -377,6 +381,9 @@ bin_complete_nread(struct conn *c)
     struct bin_req r = { .opcode = c->bin_opcode, .opaque = c->bin_opaque, .quiet = c->nread_noreply };
     enum cache_store_op op = c->nread_op;
     uint64_t cas = 0;
+    /* --bus-sync without a lease: what depends on the copy meets none. */
+    if (op != CACHE_SET && !cmd_read_ok(c))
+        cache_drop(item_key(it), item_nkey(it), false, 0);
     enum cache_result res = cache_store(it, op, c->nread_cas, &cas);
     if (watch_wants(WATCH_KIND(MUTATIONS)))
         cmd_watch_store(c, it, op, res);
@@ -439,6 +446,8 @@ bin_arith(struct conn *c, const struct bin_req *r)
         .nsteps = 1,
         .steps = { { .op = CACHE_MSTEP_TTL_IF_NEW, .arg = (int64_t)exptime } },
     };
+    if (!cmd_read_ok(c))
+        cache_drop(r->key, r->keylen, false, 0); /* --bus-sync without a lease */
     enum cache_result res = cache_meta_arith(r->key, r->keylen, &a);
     switch (res) {
     case CACHE_OK: {
@@ -505,8 +514,10 @@ bin_flush(struct conn *c, const struct bin_req *r)
     int64_t delay = exptime; /* as text: 0 is now; a large one an absolute time */
     cache_flush(delay);
     const struct cmd_row *row = cmd_row_named("flush_all");
-    if (sh->opts.on_flush != NULL && row != NULL && row->publish == PUB_FLUSH)
+    if (sh->opts.on_flush != NULL && row != NULL && row->publish == PUB_FLUSH) {
         sh->opts.on_flush(delay);
+        cmd_sync_wait(c);
+    }
     NET_STAT_ADD(c->w, cmd_flush, 1);
     bin_ok(c, r, 0);
 }

@@ -117,7 +117,15 @@ cmd_noreply_maybe(struct conn *c, const struct proto_request *req)
 }
 
 void
-cmd_publish(const struct conn *c, const struct cmd_row *row, enum cache_result r,
+cmd_sync_wait(struct conn *c)
+{
+    net_ticket_fn ticket = c->w->shared->opts.sync_ticket;
+    if (ticket != NULL)
+        c->sync_ticket = ticket();
+}
+
+void
+cmd_publish(struct conn *c, const struct cmd_row *row, enum cache_result r,
             const char *key, size_t nkey, bool has_hash, uint64_t hash)
 {
     net_invalidate_fn fn = c->w->shared->opts.on_invalidate;
@@ -125,8 +133,10 @@ cmd_publish(const struct conn *c, const struct cmd_row *row, enum cache_result r
         return;
     bool go = (row->publish == PUB_KEY && r == CACHE_OK) ||
               (row->publish == PUB_ALWAYS && (r == CACHE_OK || r == CACHE_MISS));
-    if (go)
+    if (go) {
         fn(key, nkey, has_hash, hash);
+        cmd_sync_wait(c);
+    }
 }
 
 static const struct cmd_row *
@@ -239,6 +249,9 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         k = 2;
     }
     uint64_t lookups = 0;
+    /* --bus-sync: one look at the lease for the whole command, taken after
+     * its request was read. */
+    bool leased = cmd_read_ok(c);
     /* What this command queues, and nothing before it, is what a key over
      * 250 bytes takes back: earlier pipelined replies belong to requests
      * the client is already matching them to. */
@@ -258,8 +271,10 @@ cmd_get(struct conn *c, struct proto_request *req, const struct cmd_row *row)
                 goto count;
             }
             lookups++;
-            struct item *it = touch ? cache_get_touch(key->p, key->len, exptime)
-                                    : cache_get(key->p, key->len);
+            /* Without a lease, a miss: this node may hold a copy a peer changed. */
+            struct item *it = !leased ? NULL
+                              : touch ? cache_get_touch(key->p, key->len, exptime)
+                                      : cache_get(key->p, key->len);
             if (prefix_enabled())
                 prefix_record_get(key->p, key->len, it != NULL);
             if (watch_wants(WATCH_KIND(FETCHERS)))
@@ -413,6 +428,10 @@ cmd_complete_nread_one(struct conn *c)
         l2cmd_store(c, it, op, c->nread_cas, c->nread_exptime, c->nread_row, noreply);
         return;
     }
+    /* --bus-sync without a lease: whatever depends on the copy (add,
+     * replace, append, prepend, cas) meets none: it may be one a peer changed. */
+    if (op != CACHE_SET && !cmd_read_ok(c))
+        cache_drop(item_key(it), item_nkey(it), false, 0);
     enum cache_result r = cache_store(it, op, c->nread_cas, NULL);
     if (watch_wants(WATCH_KIND(MUTATIONS)))
         cmd_watch_store(c, it, op, r);
@@ -465,6 +484,8 @@ cmd_arith(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         cmd_out(c, "CLIENT_ERROR invalid numeric delta argument");
         return;
     }
+    if (!cmd_read_ok(c))
+        cache_drop(key->p, key->len, false, 0); /* --bus-sync without a lease */
     enum cache_result r = cache_arith(key->p, key->len, row->arg != 0, delta, &result);
     switch (r) {
     case CACHE_OK: {
@@ -516,8 +537,10 @@ cmd_flush_all(struct conn *c, struct proto_request *req, const struct cmd_row *r
     /* memcached treats zero and negative delays alike: now. */
     int64_t delay = exptime > 0 ? exptime : 0;
     cache_flush(delay);
-    if (c->w->shared->opts.on_flush != NULL && row->publish == PUB_FLUSH)
+    if (c->w->shared->opts.on_flush != NULL && row->publish == PUB_FLUSH) {
         c->w->shared->opts.on_flush(delay);
+        cmd_sync_wait(c);
+    }
     cmd_out(c, "OK");
 }
 

@@ -71,10 +71,30 @@ void
 cmd_out(struct conn *c, const char *line);
 
 /* Tells the bus hook about key according to row->publish and the outcome r
- * (CACHE_OK, CACHE_MISS, or anything else for a refusal). */
+ * (CACHE_OK, CACHE_MISS, or anything else for a refusal). Under --bus-sync
+ * the connection's replies then wait for the fleet (conn.c). */
 void
-cmd_publish(const struct conn *c, const struct cmd_row *row, enum cache_result r,
+cmd_publish(struct conn *c, const struct cmd_row *row, enum cache_result r,
             const char *key, size_t nkey, bool has_hash, uint64_t hash);
+
+/* --bus-sync: the connection's replies wait for this thread's last
+ * publication (cmd_publish does it; a command that publishes through
+ * another hook calls it after). No-op without --bus-sync. */
+void
+cmd_sync_wait(struct conn *c);
+
+/* --bus-sync: may this node answer from its copy of a key now? False while
+ * it lacks a read lease from some peer: a retrieval then answers as a miss
+ * (get; mg first drops the copy, as its vivify and win need a real miss),
+ * and a command whose outcome depends on the copy (add, replace, append,
+ * prepend, cas, incr, decr, their meta forms) first drops it. Always true
+ * without --bus-sync. */
+static inline bool
+cmd_read_ok(const struct conn *c)
+{
+    net_read_ok_fn ok = c->w->shared->opts.read_ok;
+    return ok == NULL || ok();
+}
 
 /* The meta commands (cmd_meta.c). */
 void cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row);

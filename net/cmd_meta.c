@@ -98,6 +98,9 @@ cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         reply_line(&c->out, m.error);
         return;
     }
+    /* --bus-sync without a lease: this copy may be one a peer changed. */
+    if (!cmd_read_ok(c))
+        cache_drop(m.key, m.nkey, false, 0);
     /* Two-level mode: what only L2 can answer goes there (l2cmd.h). */
     bool l2 = c->w->l2 != NULL;
     if (l2 && m.opaque_bad < 0 && l2cmd_mg_through(c, req, &m))
@@ -328,6 +331,9 @@ cmd_ms_complete(struct conn *c, struct item *it, bool chunk_ok)
     }
     enum cache_store_op op = c->nread_op;
     uint64_t cas = 0;
+    /* --bus-sync without a lease: what depends on the copy meets none. */
+    if (op != CACHE_SET && !cmd_read_ok(c))
+        cache_drop(item_key(it), item_nkey(it), false, 0);
     enum cache_result r = cache_store(it, op, c->nread_cas, &cas);
     if (watch_wants(WATCH_KIND(MUTATIONS)))
         cmd_watch_store(c, it, op, r);
@@ -409,8 +415,10 @@ cmd_md(struct conn *c, struct proto_request *req, const struct cmd_row *row)
     net_stale_fn stale = c->w->shared->opts.on_stale;
     if (d.stale && stale != NULL && c->w->shared->opts.on_invalidate != NULL) {
         /* serve-stale on every node, not just here; published as a delete is */
-        if (r == CACHE_OK || r == CACHE_MISS)
+        if (r == CACHE_OK || r == CACHE_MISS) {
             stale(m.key, m.nkey, d.has_exptime, d.exptime);
+            cmd_sync_wait(c);
+        }
     } else {
         cmd_publish(c, row, r, m.key, m.nkey, false, 0);
     }
@@ -426,6 +434,8 @@ cmd_ma(struct conn *c, struct proto_request *req, const struct cmd_row *row)
         reply_line(&c->out, m.error);
         return;
     }
+    if (!cmd_read_ok(c))
+        cache_drop(m.key, m.nkey, false, 0); /* --bus-sync without a lease */
     struct cache_marith a;
     a.incr = m.mode != 'D' && m.mode != '-';
     a.delta = m.delta;

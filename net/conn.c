@@ -58,6 +58,79 @@ conn_set_events(struct conn *c, unsigned events)
     c->io_events = events;
 }
 
+/* --- --bus-sync: replies that wait for the fleet ------------------------------------ */
+
+/* True while c's replies must wait: its last publication's ticket is not
+ * done yet. */
+static bool
+conn_held(struct conn *c)
+{
+    if (c->sync_ticket == 0)
+        return false;
+    if (c->w->shared->opts.sync_done() >= c->sync_ticket) {
+        c->sync_ticket = 0;
+        return false;
+    }
+    return true;
+}
+
+static void
+conn_unpark(struct conn *c)
+{
+    if (!c->parked)
+        return;
+    struct worker *w = c->w;
+    if (c->park_prev)
+        c->park_prev->park_next = c->park_next;
+    else
+        w->parked = c->park_next;
+    if (c->park_next)
+        c->park_next->park_prev = c->park_prev;
+    c->park_prev = c->park_next = NULL;
+    c->parked = false;
+    atomic_fetch_sub(&w->nparked, 1);
+}
+
+/* Parks c while it is held: no reading, no writing, until net_sync_progress
+ * wakes its worker. The count goes up before the last look at the ticket,
+ * and the bus stores a new done before it reads the count (both seq_cst),
+ * so a wake-up is never missed. False (nothing parked) when not held. */
+static bool
+conn_park(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (!c->parked) {
+        c->park_prev = NULL;
+        c->park_next = w->parked;
+        if (w->parked)
+            w->parked->park_prev = c;
+        w->parked = c;
+        c->parked = true;
+        atomic_fetch_add(&w->nparked, 1);
+    }
+    if (!conn_held(c)) {
+        conn_unpark(c);
+        return false;
+    }
+    conn_set_events(c, 0);
+    atomic_store_explicit(&c->stat_state, CONN_STAT_MWRITE, memory_order_relaxed);
+    return true;
+}
+
+void
+conn_sync_wake(struct worker *w)
+{
+    struct conn *c = w->parked;
+    while (c != NULL) {
+        struct conn *next = c->park_next;
+        if (!conn_held(c)) {
+            conn_unpark(c);
+            ev_feed_event(w->loop, &c->io, EV_READ); /* runs it from the loop */
+        }
+        c = next;
+    }
+}
+
 static void
 conn_peer_name(struct conn *c)
 {
@@ -147,6 +220,7 @@ conn_destroy(struct conn *c)
     if (c->l2op != NULL)
         l2cmd_detach(c->l2op); /* it finishes without us */
     l2cmd_fwd_free(&c->nread_fwd);
+    conn_unpark(c);
     cache_release(&c->nread_it);
     reply_buf_deinit(&c->out);
     log_debug("<%d connection closed.", c->fd);
@@ -398,6 +472,11 @@ need_more:
         }
         if (drained)
             return STOP_WAIT_READ;
+        /* --bus-sync: while replies wait for the fleet, read no more: what
+         * arrived is answered after one wait, and a client that pipelines
+         * without end cannot hold its own replies back for ever. */
+        if (conn_held(c))
+            return STOP_WAIT_READ;
         size_t room = c->rcap - c->rend;
         struct iovec iov = {.iov_base = c->rbuf + c->rend, .iov_len = room};
         ssize_t got = conn_readv(c, &iov, 1);
@@ -429,6 +508,8 @@ static void
 conn_run(struct conn *c)
 {
     for (;;) {
+        if (!c->dead && c->sync_ticket && conn_park(c))
+            return; /* the fleet first, then the replies */
         if (!c->dead && !conn_flush(c)) {
             if (c->dead)
                 break;
@@ -443,6 +524,8 @@ conn_run(struct conn *c)
         enum conn_stop stop = conn_process(c);
         if (stop == STOP_FULL)
             continue;
+        if (!c->dead && c->sync_ticket && conn_park(c))
+            return;
         if (!c->dead && !conn_flush(c)) {
             if (c->dead)
                 break;

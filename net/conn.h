@@ -75,6 +75,12 @@ struct conn {
 
     struct watch *watch;            /* CONN_WATCH (watch.h), else NULL */
     struct cache_walk dump_walk;    /* CONN_DUMP's cursor */
+    /* --bus-sync: replies wait until the fleet applied this ticket (the
+     * connection's last publication); meanwhile it is on its worker's
+     * parked list and reads nothing more. */
+    uint64_t sync_ticket;
+    bool parked;
+    struct conn *park_prev, *park_next;
 
     char peer[64];
     const char *listen_name;
@@ -90,6 +96,10 @@ conn_create(struct worker *w, int fd, const char *listen_name);
  * same worker, e.g. a watch's wake-up). May destroy c. */
 void
 conn_kick(struct conn *c);
+/* --bus-sync: the fleet applied more publications; runs every parked
+ * connection of w whose ticket is done (net.c's wake-up calls it). */
+void
+conn_sync_wake(struct worker *w);
 
 /* The current command waits on L2 (op): the connection stops parsing and
  * reading after it, and flushes what earlier commands queued. */

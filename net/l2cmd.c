@@ -70,6 +70,14 @@ l2cmd_publish(struct worker *w, const char *key, size_t nkey)
         fn(key, nkey, false, 0);
 }
 
+void
+l2op_publish(struct l2op *op)
+{
+    l2cmd_publish(op->w, op->key, op->nkey);
+    if (op->c != NULL)
+        cmd_sync_wait(op->c);
+}
+
 /* Queues line for op's client (silenced by noreply as cmd_out does). */
 void
 l2op_out(struct l2op *op, const char *line)
@@ -467,7 +475,7 @@ l2op_write_failed(struct l2op *op, const struct l2_reply *reply)
     cache_drop(op->key, op->nkey, false, 0);
     l2_note(op->w->l2, L2_STAT_write_drops, 1);
     if (!(reply->status == L2_OK && reply->line.code == MP_CLIENT_ERROR))
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
 }
 
 static void
@@ -493,7 +501,7 @@ l2cmd_store_done(void *arg, const struct l2_reply *reply)
             cache_drop(op->key, op->nkey, false, 0);
             l2_note(op->w->l2, L2_STAT_write_drops, 1);
         }
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     } else {
         /* NS, EX, NF: L2 refused. Its answer may contradict our copy
          * (add found a key, replace or cas found none or another): drop it. */
@@ -588,7 +596,7 @@ l2cmd_delete_done(void *arg, const struct l2_reply *reply)
         l2op_out(op, m->code == MP_HD ? "DELETED" : "NOT_FOUND");
         cache_drop(op->key, op->nkey, false, 0);
         /* As without L2: peers may hold the key even when L2 did not. */
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     } else {
         l2op_write_failed(op, reply);
     }
@@ -614,7 +622,7 @@ l2cmd_arith_done(void *arg, const struct l2_reply *reply)
         num[m->vlen] = '\0';
         l2op_out(op, num);
         cache_drop(op->key, op->nkey, false, 0);
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     } else if (reply->status == L2_OK && m->code == MP_NF) {
         l2op_out(op, "NOT_FOUND");
         cache_drop(op->key, op->nkey, false, 0);
@@ -660,7 +668,7 @@ l2cmd_touch_done(void *arg, const struct l2_reply *reply)
             exptime = l2cmd_l1_ttl(op->w);
         if (cache_touch(op->key, op->nkey, exptime) != CACHE_OK)
             cache_drop(op->key, op->nkey, false, 0);
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     } else if (reply->status == L2_OK && m->code == MP_EN) {
         l2op_out(op, "NOT_FOUND");
         cache_drop(op->key, op->nkey, false, 0);

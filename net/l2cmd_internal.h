@@ -95,6 +95,12 @@ l2op_out_failure(struct l2op *op, const struct l2_reply *reply);
 void
 l2cmd_publish(struct worker *w, const char *key, size_t nkey);
 
+/* l2cmd_publish of op's key; under --bus-sync its client's reply (queued
+ * or still to come) then waits for the fleet as any write's does: L2
+ * first, then the fleet. */
+void
+l2op_publish(struct l2op *op);
+
 /* An OP_MG whose fetch ended (l2cmd_meta.c): answers it, ends it. */
 void
 l2op_mg_finish(struct l2op *op);

@@ -392,7 +392,7 @@ l2cmd_ms_done(void *arg, const struct l2_reply *reply)
         l2op_meta_failure(op, reply);
         l2_note(op->w->l2, L2_STAT_write_failures, 1);
         cache_drop(op->key, op->nkey, false, 0);
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
         l2op_done(op);
         return;
     }
@@ -412,7 +412,7 @@ l2cmd_ms_done(void *arg, const struct l2_reply *reply)
             cache_drop(op->key, op->nkey, false, 0);
             l2_note(op->w->l2, L2_STAT_write_drops, 1);
         }
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     } else {
         v.has_c = false;
         l2op_meta_line(op, mparse_code_name(m->code), -1, &v);
@@ -453,12 +453,12 @@ l2cmd_md_done(void *arg, const struct l2_reply *reply)
         cache_drop(op->key, op->nkey, false, 0);
         /* As md publishes without a pool; a refused CAS changed nothing. */
         if (m->code != MP_EX)
-            l2cmd_publish(op->w, op->key, op->nkey);
+            l2op_publish(op);
     } else {
         l2op_meta_failure(op, reply);
         l2_note(op->w->l2, L2_STAT_write_failures, 1);
         cache_drop(op->key, op->nkey, false, 0);
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     }
     l2op_done(op);
 }
@@ -487,7 +487,7 @@ l2cmd_ma_done(void *arg, const struct l2_reply *reply)
             }
         }
         cache_drop(op->key, op->nkey, false, 0);
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     } else if (reply->status == L2_OK && (m->code == MP_NF || m->code == MP_EX ||
                                           m->code == MP_NS)) {
         l2op_meta_line(op, mparse_code_name(m->code), -1, NULL);
@@ -499,7 +499,7 @@ l2cmd_ma_done(void *arg, const struct l2_reply *reply)
         l2op_meta_failure(op, reply);
         l2_note(op->w->l2, L2_STAT_write_failures, 1);
         cache_drop(op->key, op->nkey, false, 0);
-        l2cmd_publish(op->w, op->key, op->nkey);
+        l2op_publish(op);
     }
     l2op_done(op);
 }

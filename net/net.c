@@ -33,6 +33,10 @@ static unsigned next_worker;
 static void (*stopped_done)(void *);
 static void *stopped_arg;
 static bool set_up;
+/* --bus-sync: the bus thread wakes workers through net_sync_progress, which
+ * must not touch them once net_teardown has begun to free them. */
+static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool sync_live;
 
 void
 net_dispatch(int fd, const char *listen_name)
@@ -197,6 +201,29 @@ worker_slice_after_poll(struct ev_loop *loop, ev_check *c, int revents)
         w->run_since = ev_now(loop);
 }
 
+/* --bus-sync: the fleet applied more publications. */
+static void
+worker_sync_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_sync_wake(a->data);
+}
+
+void
+net_sync_progress(void)
+{
+    pthread_mutex_lock(&sync_lock);
+    if (sync_live) {
+        for (unsigned i = 0; i < shared.nworkers; i++) {
+            struct worker *w = &shared.workers[i];
+            if (atomic_load(&w->nparked) > 0)
+                ev_async_send(w->loop, &w->sync_wake);
+        }
+    }
+    pthread_mutex_unlock(&sync_lock);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -292,6 +319,12 @@ net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_
         ev_async_init(&w->wake, worker_wake_cb);
         w->wake.data = w;
         ev_async_start(w->loop, &w->wake);
+        if (shared.opts.sync_done != NULL) {
+            ev_async_init(&w->sync_wake, worker_sync_cb);
+            w->sync_wake.data = w;
+            ev_async_start(w->loop, &w->sync_wake);
+            ev_unref(w->loop);
+        }
         ev_init(&w->stop_deadline, worker_deadline_cb);
         w->stop_deadline.data = w;
         if (!l2cmd_worker_setup(w)) {
@@ -342,6 +375,9 @@ net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_
         }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_mutex_lock(&sync_lock);
+    sync_live = shared.opts.sync_done != NULL;
+    pthread_mutex_unlock(&sync_lock);
     listener_start(loop);
     set_up = true;
     log_info("listening with %u worker threads", shared.nworkers);
@@ -379,6 +415,9 @@ net_teardown(void)
     }
     for (unsigned i = 0; i < shared.nworkers; i++)
         pthread_join(shared.workers[i].thread, NULL);
+    pthread_mutex_lock(&sync_lock);
+    sync_live = false;
+    pthread_mutex_unlock(&sync_lock);
     /* Every worker is joined: what was still waiting on L2 finishes here. */
     l2cmd_teardown(shared.workers, shared.nworkers);
     for (unsigned i = 0; i < shared.nworkers; i++) {

@@ -38,6 +38,14 @@ typedef void (*net_flush_fn)(int64_t delay);
  * no event comes, or -1 for never. */
 typedef int64_t (*net_poll_fn)(void);
 
+/* --bus-sync (main sets all three, or none): the ticket of the calling
+ * thread's last publication; the highest ticket the fleet has applied (a
+ * connection whose command published holds its replies until it reaches
+ * that command's ticket); and whether this node may serve a hit now (a
+ * retrieval without it answers as a miss). Each is an atomic load or two. */
+typedef uint64_t (*net_ticket_fn)(void);
+typedef bool (*net_read_ok_fn)(void);
+
 /* Writes one "STAT name value" line into the reply being built. */
 typedef void (*net_stat_emit_fn)(void *ctx, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -133,6 +141,9 @@ struct net_options {
     net_stale_fn on_stale;
     net_flush_fn on_flush;
     net_poll_fn on_poll;        /* NULL: nothing to do between polls */
+    net_ticket_fn sync_ticket;  /* NULL: replies never wait for the fleet */
+    net_ticket_fn sync_done;
+    net_read_ok_fn read_ok;     /* NULL: hits are always served */
     net_settings_fn settings;   /* NULL: `stats settings` is just END */
     void *settings_arg;
     net_substats_fn substats;   /* NULL: unknown `stats x` is ERROR */
@@ -171,6 +182,11 @@ net_shutdown(void (*done)(void *arg), void *arg);
 /* Joins the workers (after net_shutdown) and frees everything. */
 void
 net_teardown(void);
+
+/* The fleet applied more publications (--bus-sync; any thread): wakes the
+ * workers whose connections hold replies. Cheap when none waits. */
+void
+net_sync_progress(void);
 
 /* The TCP port actually bound (useful with -p 0), or 0. */
 int

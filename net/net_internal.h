@@ -71,6 +71,11 @@ struct worker {
     double deadline_at;         /* ev_time() it is set for; 0: not set */
     double run_since;           /* ev_time() when it last blocked or yielded */
     double poll_at;             /* ev_time() as it entered the poll */
+    /* --bus-sync: connections whose replies wait for the fleet (this
+     * thread's list), woken by net_sync_progress from the bus thread. */
+    ev_async sync_wake;
+    struct conn *parked;
+    _Atomic unsigned nparked;
     pthread_mutex_t conns_lock; /* guards the list, for `stats conns` */
     struct conn *conns;
     unsigned nconns;

@@ -324,6 +324,7 @@ main(int argc, char **argv)
     cfg.net.settings_arg = &cfg;
     /* Started before net/ so the first client write is published. */
     if (bus_enabled(&cfg.bus)) {
+        cfg.bus.on_sync_progress = net_sync_progress;
         if (!bus_setup(&cfg.bus, err, sizeof(err))) {
             fprintf(stderr, "%s\n", err);
             l2_teardown();
@@ -334,6 +335,13 @@ main(int argc, char **argv)
         cfg.net.on_stale = bus_publish_stale;
         cfg.net.on_flush = bus_publish_flush;
         cfg.net.on_poll = bus_publish_poll;
+        if (bus_sync_enabled()) {
+            /* --bus-sync: replies of writes wait for the fleet, and hits
+             * for a read lease (the check stays in net/: cache/ knows none). */
+            cfg.net.sync_ticket = bus_sync_ticket;
+            cfg.net.sync_done = bus_sync_done;
+            cfg.net.read_ok = bus_read_ok;
+        }
     }
     cfg.net.substats = main_substats; /* `stats bus` says "enabled 0" without a bus */
     if (!net_setup(&cfg.net, loop, err, sizeof(err))) {

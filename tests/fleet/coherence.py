@@ -12,6 +12,7 @@ Neither asserts a timing: callers assert stale counts and counters, and print
 the figures. Every loop is bounded in count and in time.
 """
 
+import os
 import random
 import socket
 import time
@@ -182,3 +183,208 @@ def summary(lat):
     return "p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms (%d samples)" % (
         percentile(lat, 50), percentile(lat, 99), percentile(lat, 99.9),
         max(lat) if lat else float("nan"), len(lat))
+
+
+# --- --bus-sync fleet tests (registered by tests/fleet/run) ------------------------------
+
+def sync_args(n, lease_ms=None):
+    a = ["--bus-sync", "--bus-sync-nodes", str(n)]
+    return a + (["--bus-lease-ms", str(lease_ms)] if lease_ms else [])
+
+
+def wait_leased(h, nodes, timeout=5):
+    """Until every node holds a read lease from every peer."""
+    def ok():
+        return all(int(n.bus().get("lease_left_ms", "0")) > 0 for n in nodes)
+    h.check(h.wait_until(ok, timeout), "nodes never got their leases: %r" %
+            [(n.name, n.bus().get("lease_left_ms")) for n in nodes])
+
+
+def set_latencies(node, count, tag):
+    """Milliseconds each of count sets on node took to return."""
+    p = Pipe(node.addr)
+    out = []
+    try:
+        for i in range(count):
+            t0 = time.monotonic()
+            p.set(b"%s%d" % (tag.encode(), i), b"v")
+            out.append((time.monotonic() - t0) * 1000)
+    finally:
+        p.close()
+    return out
+
+
+def tests(h):
+    """The fleet tests of issue 12 that run in every CI run."""
+
+    def sync_oracle(nodes, checks, label, seed):
+        o = oracle(nodes, checks, 0.0, random.Random(seed), tag=label)
+        h.check(o["stale"] == 0, "%s: %d stale reads of %d with no settle: %r" % (
+            label, o["stale"], o["checked"], o["examples"]))
+        return o
+
+    def t_sync_loopback_reads_your_writes():
+        # The oracle with no settle at all: a read on every other node the
+        # instant the write returned. Without --bus-sync this reads stale
+        # copies (printed for comparison); with it, never.
+        plain = h.loopback_fleet(3)
+        try:
+            o = oracle(plain, 1500, 0.0, random.Random(41), tag="plain")
+            lat_plain = set_latencies(plain[0], 300, "lp")
+        finally:
+            h.stop_all(plain)
+        nodes = h.loopback_fleet(3, extra=sync_args(3))
+        try:
+            wait_leased(h, nodes)
+            s = sync_oracle(nodes, 3000, "sync", 42)
+            lat_sync = set_latencies(nodes[0], 300, "ls")
+            h.check(h.total(nodes, "sync_writes") > 0, "no write waited for the fleet")
+            h.check(h.total(nodes, "grants_received") > 0, "no leases granted")
+            print("INFO loopback, no settle: stale reads %d of %d without --bus-sync, %d of %d "
+                  "with it; set p50/p99 %.2f/%.2f ms without, %.2f/%.2f ms with" % (
+                      o["stale"], o["checked"], s["stale"], s["checked"],
+                      percentile(lat_plain, 50), percentile(lat_plain, 99),
+                      percentile(lat_sync, 50), percentile(lat_sync, 99)))
+        finally:
+            h.stop_all(nodes)
+
+    def t_sync_loopback_unicast():
+        nodes = h.loopback_fleet(3, unicast=True, extra=["--bus-sync"])
+        try:
+            h.check(nodes[0].bus().get("sync_nodes") == "3", "unicast: the peers + 1")
+            wait_leased(h, nodes)
+            sync_oracle(nodes, 2000, "usync", 43)
+        finally:
+            h.stop_all(nodes)
+
+    def t_sync_needs_the_fleet_size_in_multicast():
+        args = ["--bus-group", h.new_group(), "--bus-interface", "127.0.0.1", "--bus-ttl", "0",
+                "--bus-sync"] + h.keyed()
+        user = ["-u", "root"] if os.geteuid() == 0 else []  # root must name its user
+        r = h.subprocess.run([h.BIN, "-l", "127.0.0.1", "-p", str(h.free_port())] + user + args,
+                             capture_output=True, text=True, timeout=10)
+        h.check(r.returncode != 0 and "--bus-sync-nodes" in r.stderr,
+                "started without a fleet size: rc %d %r" % (r.returncode, r.stderr))
+
+    def t_sync_no_hits_until_every_peer_leases():
+        # Two of three nodes up: neither may serve a hit (the third could be
+        # writing without knowing them); once it joins, hits come back.
+        group = h.new_group()
+        mk = lambda i: h.Node("j%d" % i, ["--bus-group", group, "--bus-interface", "127.0.0.1",
+                                          "--bus-ttl", "0"] + h.keyed() + sync_args(3),
+                              port=h.free_port())
+        a, b, c = nodes = [mk(i) for i in range(3)]
+        try:
+            a.start()
+            b.start()
+            h.wait_peers([a, b])
+            a.set("k", "v")
+            h.check(a.get("k") is None, "a served a hit with a third node unknown")
+            h.check(a.stat("reads_refused") >= 1, "the refusal was not counted")
+            c.start()
+            h.wait_peers(nodes)
+            wait_leased(h, nodes)
+            a.set("k", "v")
+            h.check(a.get("k") == "v", "no hit once every peer granted a lease")
+        finally:
+            h.stop_all(nodes)
+
+    def netns_sync(n, body, lease_ms=None, unicast=False):
+        h.need_netns()
+        net = h.Netns(n)
+        nodes = []
+        try:
+            net.up()
+            nodes = net.fleet(extra=sync_args(n, lease_ms), unicast=unicast)
+            wait_leased(h, nodes)
+            body(net, nodes)
+        finally:
+            try:
+                h.stop_all(nodes)
+            finally:
+                net.down()
+
+    def sync_loss(pct, seed, checks):
+        def body(net, nodes):
+            for i in range(len(nodes)):
+                net.nft(i, h.LOSS_RULES % pct)
+            o = sync_oracle(nodes, checks, "loss%d" % pct, seed)
+            lat = set_latencies(nodes[0], 200, "sl%d" % pct)
+            print("INFO netns --bus-sync %d%% loss, no settle: %d stale of %d checks; set p50 "
+                  "%.2f p99 %.2f ms; reads refused for want of a lease %d; writes passed by "
+                  "expiry %d" % (pct, o["stale"], o["checked"], percentile(lat, 50),
+                                 percentile(lat, 99), h.total(nodes, "reads_refused"),
+                                 h.total(nodes, "sync_expired")))
+        netns_sync(3, body)
+
+    def t_sync_netns_loss_0():
+        sync_loss(0, 51, 3000)
+
+    def t_sync_netns_loss_10():
+        sync_loss(10, 52, 3000)
+
+    def t_sync_netns_loss_30():
+        sync_loss(30, 53, 3000)
+
+    def t_sync_netns_pause_resume():
+        # b stops (SIGSTOP) holding k; a writes k: the write returns once
+        # b's lease ran out. b resumes and is read the instant it runs: it
+        # must check its lease before it serves anything.
+        def body(net, nodes):
+            a, b, c = nodes
+            for round_ in range(3):
+                k = "pause%d" % round_
+                for n in nodes:
+                    n.set(k, "old")
+                b.proc.send_signal(h.signal.SIGSTOP)
+                try:
+                    t0 = time.monotonic()
+                    a.set(k, "new")
+                    waited = time.monotonic() - t0
+                    h.check(c.get(k) in (None, "new"), "c stale while b paused")
+                finally:
+                    b.proc.send_signal(h.signal.SIGCONT)
+                got = b.get(k)
+                h.check(got in (None, "new"), "b served %r right after resuming" % got)
+            print("INFO netns --bus-sync: a write with a peer paused returned after %.0f ms "
+                  "(lease %s ms)" % (waited * 1000, a.bus().get("lease_ms")))
+            h.check(a.stat("sync_expired") >= 1, "no write passed a paused peer by expiry")
+            wait_leased(h, nodes)
+            sync_oracle(nodes, 600, "afterpause", 54)
+        netns_sync(3, body)
+
+    def t_sync_netns_partition_heals():
+        # c is cut off: writes on a return once c's lease ran out; c serves
+        # no hit while cut off; after healing nothing stale is served.
+        def body(net, nodes):
+            a, b, c = nodes
+            for n in nodes:
+                n.set("p", "old")
+            net.nft(2, h.PARTITION_RULES)
+            try:
+                a.set("p", "new")
+                h.check(c.get("p") in (None, "new"), "c served the old value while cut off")
+                for i in range(20):
+                    a.set("q%d" % i, "during")
+                    b.set("q%d" % i, "during")
+                h.check(c.get("q3") is None and c.stat("reads_refused") >= 1,
+                        "c served hits while cut off")
+            finally:
+                net.nft_clear(2)
+            h.wait_peers(nodes)
+            wait_leased(h, nodes)
+            h.check(c.get("p") in (None, "new"), "c served the old value after healing")
+            sync_oracle(nodes, 600, "afterheal", 55)
+        netns_sync(3, body)
+
+    return [
+        ("loopback_sync_reads_your_writes", t_sync_loopback_reads_your_writes),
+        ("loopback_sync_unicast", t_sync_loopback_unicast),
+        ("loopback_sync_needs_the_fleet_size_in_multicast", t_sync_needs_the_fleet_size_in_multicast),
+        ("loopback_sync_no_hits_until_every_peer_leases", t_sync_no_hits_until_every_peer_leases),
+        ("netns_sync_loss_0", t_sync_netns_loss_0),
+        ("netns_sync_loss_10", t_sync_netns_loss_10),
+        ("netns_sync_loss_30", t_sync_netns_loss_30),
+        ("netns_sync_pause_resume", t_sync_netns_pause_resume),
+        ("netns_sync_partition_heals", t_sync_netns_partition_heals),
+    ]
