@@ -345,31 +345,41 @@ bus_peer_next_event(const struct bus_peer *p, const struct bus_peer_timing *t)
     return next;
 }
 
+/* True when [first, last] lies within the union of n's ranges (which a
+ * NACK lists in ascending order). */
+static bool
+nack_covers(const struct wire_nack *n, uint64_t first, uint64_t last)
+{
+    uint64_t cur = first;
+    for (unsigned i = 0; i < n->n && cur <= last; i++) {
+        uint64_t a = n->r[i].first, b = a + n->r[i].count - 1;
+        if (a <= cur && b >= cur)
+            cur = b + 1;
+    }
+    return cur > last;
+}
+
 bool
 bus_peer_suppress(struct bus_peer *p, const struct wire_nack *n, int64_t now_us,
                   const struct bus_peer_timing *t)
 {
     if (n->epoch != p->epoch || !bus_peer_has_holes(p))
         return false;
-    for (unsigned i = 0; i < n->n; i++) {
-        uint64_t first = n->r[i].first, last = first + n->r[i].count - 1;
-        if (first <= p->acked)
-            first = p->acked + 1;
-        if (last > p->high)
-            last = p->high;
-        for (uint64_t s = first; s <= last; s++) {
-            if (!test_bit(p, s)) {
-                int64_t later = now_us + bus_peer_nack_interval(p, t);
-                if (later > p->next_nack_us) {
-                    p->next_nack_us = later;
-                    p->nacks_suppressed++;
-                    return true;
-                }
-                return false;
-            }
-        }
-    }
-    return false;
+    /* Only a NACK that asks for every hole we would ask for makes ours
+     * unnecessary: in a large fleet other nodes' NACKs overlap ours all the
+     * time, and one that covers part of our holes must not hold back our
+     * request for the rest. */
+    struct wire_nack mine;
+    bus_peer_missing(p, &mine);
+    for (unsigned i = 0; i < mine.n; i++)
+        if (!nack_covers(n, mine.r[i].first, mine.r[i].first + mine.r[i].count - 1))
+            return false;
+    int64_t later = now_us + bus_peer_nack_interval(p, t);
+    if (later <= p->next_nack_us)
+        return false;
+    p->next_nack_us = later;
+    p->nacks_suppressed++;
+    return true;
 }
 
 uint64_t

@@ -153,18 +153,22 @@ Test(bus_peer, a_new_gap_is_nacked_at_once_while_an_older_one_waits_its_interval
     cr_assert_eq(p.next_nack_us, 6000, "a new gap does not wait behind a long interval");
 }
 
-Test(bus_peer, another_nodes_nack_for_our_holes_postpones_ours_and_others_do_not)
+Test(bus_peer, another_nodes_nack_for_all_our_holes_postpones_ours_and_others_do_not)
 {
     fresh(1, 0);
     fresh(4, 1000);                                  /* holes 2, 3; NACK due at 3000 */
     struct wire_nack other = {.target = 42, .epoch = 100, .n = 1, .r = {{.first = 7, .count = 3}}};
     cr_assert_not(bus_peer_suppress(&p, &other, 2500, &T), "not our holes");
+    other.r[0] = (struct wire_range){.first = 3, .count = 4};
+    cr_assert_not(bus_peer_suppress(&p, &other, 2500, &T), "only some of our holes");
     cr_assert_eq(p.next_nack_us, 3000);
-    other.r[0].first = 3;
+    other.r[0] = (struct wire_range){.first = 2, .count = 1};
+    other.r[1] = (struct wire_range){.first = 3, .count = 9};
+    other.n = 2;
     other.epoch = 99;
     cr_assert_not(bus_peer_suppress(&p, &other, 2500, &T), "another life's seqs");
     other.epoch = 100;
-    cr_assert(bus_peer_suppress(&p, &other, 2500, &T));
+    cr_assert(bus_peer_suppress(&p, &other, 2500, &T), "two ranges that cover both holes");
     cr_assert_eq(p.next_nack_us, 2500 + 1000);
     cr_assert_eq(p.nacks_suppressed, 1);
     cr_assert_not(bus_peer_suppress(&p, &other, 2500, &T), "already later");
