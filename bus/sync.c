@@ -8,22 +8,22 @@
  *            taken with it. Seq s is complete when each peer applied it (its
  *            STATUS says so) or every grant that would let it skip s ended;
  *            then its tickets are done, and the replies waiting for them go.
- *   STATUS   one datagram (per 40 peers) every lease/8, and after applying
- *            DATA (at most every BUS_ACK_DELAY_US): our now (a request), our
- *            last DATA seq, and per peer the DATA seq of it we applied (an
- *            ack) and its last now we heard (a grant).
+ *   STATUS   one datagram (per 36 peers) every lease/8; after applying DATA,
+ *            or when a peer shows it missed our ack (at most every
+ *            BUS_ACK_DELAY_US); and while our writes wait, asking for acks:
+ *            our now (a request), our last DATA seq, and per peer the DATA
+ *            seq of it we applied (an ack), how far we heard its acks of
+ *            ours, and its last now we heard (a grant).
  *
  * Invariants: lease_until_ns is computed after the DATA of the burst was
  * applied to the cache, so a worker that sees a lease sees the drops it
  * stands for; a peer entry with one of our grants still running is never
  * forgotten; and no ticket is done before the lease of our previous life
  * (same node id) can have ended, boot + lease + margin. */
-#include <inttypes.h>
 #include <string.h>
 
 #include "bus/bus_internal.h"
 #include "bus/wire.h"
-#include "src/log.h"
 
 void
 bus_sync_setup(const struct bus_options *opts)
