@@ -448,7 +448,27 @@ def tests(h):
         finally:
             h.stop_all(nodes)
 
+    def t_sync_with_a_pool_reads_your_writes():
+        # Two-level mode (--l2) and --bus-sync compose: a write's reply
+        # waits for the pool, then for the fleet; a node without a lease
+        # reads through from the pool. No settle: every other node is read
+        # the instant each write returned (a miss reads through, so every
+        # read answers a value, and it must be the new one).
+        pool = h.l2fixture.Pool(2)
+        nodes = []
+        try:
+            nodes = h.l2_fleet(pool.spec(), extra=sync_args(3))
+            wait_leased(h, nodes)
+            o = sync_oracle(nodes, 900, "l2sync", 56)
+            h.check(o["hits"] == o["checked"], "a read through the pool came back empty: %d of %d"
+                    % (o["hits"], o["checked"]))
+            h.check(h.total(nodes, "sync_writes") > 0, "no write waited for the fleet")
+        finally:
+            h.stop_all(nodes)
+            pool.stop()
+
     return [
+        ("loopback_sync_with_a_pool_reads_your_writes", t_sync_with_a_pool_reads_your_writes),
         ("loopback_meta_lease_fills_need_no_announce_rule", t_meta_lease_fills_need_no_announce_rule),
         ("loopback_sync_reads_your_writes", t_sync_loopback_reads_your_writes),
         ("loopback_sync_unicast", t_sync_loopback_unicast),
