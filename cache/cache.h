@@ -679,10 +679,11 @@ typedef bool (*cache_view_fn)(const struct cache_item_view *v, void *arg);
 
 /* The size memcached 1.6.18 gives an item of nkey key and nbytes value
  * bytes ("\r\n" included): its 48-byte header, 8 for the CAS when CAS is
- * on, the key and its NUL, the value. `stats sizes` buckets and metadump's
- * size= use it, so both read as memcached's whatever our header is. */
+ * on, the key and its NUL, 4 for client flags other than 0, the value.
+ * `stats sizes` buckets and metadump's size= use it, so both read as
+ * memcached's whatever our header is. */
 uint32_t
-cache_item_size(size_t nkey, size_t nbytes);
+cache_item_size(size_t nkey, uint32_t flags, size_t nbytes);
 
 /* `stats cachedump`: the items of class class_id (memcached's numbering),
  * newest first within each segment (HOT, WARM, COLD, TEMP), dead ones

@@ -241,7 +241,7 @@ item_hash_key(const char *key, size_t nkey);
 static inline uint32_t
 item_mc_size(const struct item *it)
 {
-    return cache_item_size(it->nkey, it->nbytes);
+    return cache_item_size(it->nkey, it->flags, it->nbytes);
 }
 
 /* Fills v from a linked item; class lock held. */

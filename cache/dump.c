@@ -15,9 +15,9 @@
 #define MC_ITEM_CAS 8
 
 uint32_t
-cache_item_size(size_t nkey, size_t nbytes)
+cache_item_size(size_t nkey, uint32_t flags, size_t nbytes)
 {
-    size_t n = MC_ITEM_HEADER + nkey + 1 + nbytes;
+    size_t n = MC_ITEM_HEADER + nkey + 1 + (flags != 0 ? sizeof(flags) : 0) + nbytes;
     if (cache.opts.use_cas)
         n += MC_ITEM_CAS;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;

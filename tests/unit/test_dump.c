@@ -24,7 +24,15 @@ Test(dump, item_size_counts_memcacheds_header_cas_and_key_nul)
 {
     /* a 1-byte key, a 10-byte value: memcached's stats sizes puts it at 70,
      * bucket 96, whatever this cache's own header is */
-    cr_expect_eq(cache_item_size(1, 12), 48 + 8 + 1 + 1 + 12);
+    cr_expect_eq(cache_item_size(1, 0, 12), 48 + 8 + 1 + 1 + 12);
+}
+
+Test(dump, item_size_counts_client_flags_only_when_not_zero)
+{
+    /* memcached 1.6.18 stores the flags word only for flags other than 0:
+     * `me` and metadump say size=65 for "set a 0 0 5" and 69 for flags 7 */
+    cr_expect_eq(cache_item_size(1, 0, 7), 65);
+    cr_expect_eq(cache_item_size(1, 7, 7), 69);
 }
 
 Test(dump, class_dump_lists_a_class_newest_first_up_to_the_limit)
@@ -221,6 +229,30 @@ Test(dump, a_view_carries_the_last_access)
     cr_assert(found);
     cr_expect_eq(got.idle, 5);
     cr_expect_eq(got.atime, (int64_t)clock_process_started() + clock_now() - 5);
+}
+
+static bool
+size_by_key(const struct cache_item_view *v, void *arg)
+{
+    uint32_t (*got)[2] = arg; /* per key "a", "b": size, flags */
+    if (v->nkey == 1 && (v->key[0] == 'a' || v->key[0] == 'b')) {
+        got[v->key[0] - 'a'][0] = v->size;
+        got[v->key[0] - 'a'][1] = v->flags;
+    }
+    return true;
+}
+
+Test(dump, a_view_sizes_an_item_as_memcached_flags_included)
+{
+    cr_assert_eq(fx_store("a", "hello", 5, 0, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    cr_assert_eq(fx_store("b", "hello", 5, 7, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    uint32_t got[2][2] = { { 0, 0 }, { 0, 0 } };
+    cr_assert_eq(cache_class_dump(1, 0, size_by_key, got), 2);
+    /* memcached 1.6.18's metadump: size=65, and size=69 with flags 7 */
+    cr_expect_eq(got[0][0], 65);
+    cr_expect_eq(got[0][1], 0);
+    cr_expect_eq(got[1][0], 69);
+    cr_expect_eq(got[1][1], 7);
 }
 
 Test(dump, a_lowered_limit_gives_pages_back_until_under_it)
