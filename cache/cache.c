@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 struct cache cache;
@@ -201,7 +200,7 @@ alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
         STAT_INC((unsigned)id, outofmemory);
         return CACHE_NO_MEMORY;
     }
-    it->h_next = it->prev = it->next = NULL;
+    it->h_next = it->prev = it->next = 0;
     it->exptime = rel_exptime;
     it->nbytes = (uint32_t)nbytes;
     it->flags = flags;
@@ -315,7 +314,7 @@ join_values(struct item **out, struct item *old, struct item *add, bool append, 
 {
     uint64_t nbytes = (uint64_t)old->nbytes + add->nbytes - 2;
     struct alloc_hold hold = { hv, old };
-    enum cache_result r = alloc_item(out, old->data, old->nkey, old->flags, old->exptime, nbytes, &hold);
+    enum cache_result r = alloc_item(out, old->data, old->nkey, item_flags(old), old->exptime, nbytes, &hold);
     if (r != CACHE_OK)
         return r;
     char *dst = item_value(*out);
@@ -561,7 +560,7 @@ cache_arith(const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t *r
             item_new_cas(it);
         } else {
             struct alloc_hold hold = { hv, it };
-            r = alloc_item(&fresh, it->data, it->nkey, it->flags, it->exptime, (uint64_t)len + 2, &hold);
+            r = alloc_item(&fresh, it->data, it->nkey, item_flags(it), it->exptime, (uint64_t)len + 2, &hold);
             if (r == CACHE_OK) {
                 memcpy(item_value(fresh), buf, (size_t)len);
                 memcpy(item_value(fresh) + len, "\r\n", 2);
@@ -600,7 +599,7 @@ crawl_step(void)
             for (unsigned seg = 0; seg < LRU_SEGS; seg++) {
                 struct item *it = cls->lru[seg].tail;
                 while (it != NULL && budget > 0) {
-                    struct item *prev = it->prev;
+                    struct item *prev = item_at(it->prev);
                     budget--;
                     uint64_t hv = item_hash_key(it->data, it->nkey);
                     if (ht_trylock(hv)) {
@@ -754,7 +753,7 @@ cache_setup(const struct cache_options *opts, char *err, size_t errlen)
     cache.opts = *opts;
     cache.value_off = opts->upstream_cas ? sizeof(uint64_t) : 0;
     atomic_store(&cache.next_cas, 1);
-    if (opts->page_size < 1024 || opts->item_max < sizeof(struct item) + opts->chunk_min) {
+    if (opts->page_size < 1024 || opts->item_max < ITEM_HEADER + opts->chunk_min) {
         snprintf(err, errlen, "page size or item size limit too small");
         return false;
     }
@@ -817,16 +816,6 @@ cache_teardown(void)
         pthread_mutex_unlock(&maint.lock);
         pthread_join(maint.thread, NULL);
         maint.running = false;
-    }
-    /* Large items are mappings of their own; slab pages go with their class. */
-    struct slab_class *large = &cache.classes[cache.large_id];
-    for (unsigned seg = 0; seg < LRU_SEGS; seg++) {
-        struct item *it = large->lru[seg].head;
-        while (it != NULL) {
-            struct item *next = it->next;
-            munmap(it, slab_large_charge(item_size(it)));
-            it = next;
-        }
     }
     automove_teardown();
     mover_teardown();

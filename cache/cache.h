@@ -7,19 +7,24 @@
  * memory (key and value bytes) stays valid and unchanged even if the key is
  * deleted, replaced or evicted meanwhile.
  *
- * Item memory (one slab chunk, or one large allocation above slab_chunk_max,
+ * Item memory (one slab chunk, or one large mapping above slab_chunk_max,
  * sized to the item rounded up to 4 KiB; see slab.c for why):
  *
- *   +----------------------------+  struct item: 56 bytes on LP64
- *   | h_next | lru prev | lru next|  hash chain, LRU links       (24)
- *   | state bits:8 | cas:56       |  one atomic word             (8)
- *   | exptime | nbytes | flags    |  rel-time s, value+2, client (12)
- *   | refcount:16 | nkey | class  |                              (4)
- *   | atime | (4 spare)           |  rel-time s of the last read (8)
- *   +----------------------------+
- *   | key (nkey bytes, no NUL)   |
- *   | value ... "\r\n"           |  written to a socket straight from here
- *   +----------------------------+
+ *   +-------------------------------+  struct item: 40 bytes
+ *   | h_next | lru prev | lru next  |  32-bit refs, not pointers   (12)
+ *   | exptime                       |  rel-time s, 0 = never        (4)
+ *   | state bits:8 | cas:56         |  one atomic word              (8)
+ *   | nbytes                        |  value bytes + 2              (4)
+ *   | refcount:16 | nkey | class    |                               (4)
+ *   | atime | flags                 |  rel-time s of the last read  (8)
+ *   +-------------------------------+
+ *   | key (nkey bytes, no NUL)      |
+ *   | upstream CAS (8, --l2 only)   |
+ *   | value ... "\r\n"              |  written to a socket straight from here
+ *   +-------------------------------+
+ *
+ * A ref is the chunk's offset in the slab arena in 8-byte units (a shift and
+ * an add to follow), or a large item's slot; cache_internal.h has the rules.
  */
 #ifndef FLEETCACHE_CACHE_H
 #define FLEETCACHE_CACHE_H
@@ -31,6 +36,8 @@
 #include "src/option.h"
 
 #define CACHE_KEY_MAX 250
+/* Bytes of an item ahead of its key (the picture above). */
+#define CACHE_ITEM_HEADER 40
 /* Expiry times above this many seconds are absolute unix times (memcached). */
 #define CACHE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
 

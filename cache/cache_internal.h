@@ -21,11 +21,14 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define CLASS_MAX 64            /* slab classes including the large class */
 #define HT_STRIPES 1024         /* stripe locks; initial table has >= this many buckets */
 #define HT_POWER_MIN 10
 #define HT_POWER_MAX 32
+/* Chunks are multiples of this (memcached's CHUNK_ALIGN_BYTES); a -m too
+ * large for 32-bit refs in 8-byte units takes a larger unit (see refs). */
 #define CACHE_ALIGN 8
 /* memcached's sizeof(item) without its CAS: slab classes grow from this plus
  * -n, so they are memcached's own sizes (96 120 152 ...) whatever ours is. */
@@ -64,25 +67,35 @@ enum lru_seg { LRU_HOT = 0, LRU_WARM = 1, LRU_COLD = 2, LRU_TEMP = 3, LRU_SEGS =
  * store that takes a page at once. */
 enum { MOVE_SLOT_BG = 0, MOVE_SLOT_NOW = 1, MOVE_SLOTS = 2 };
 
+/* Item refs: the hash chains, LRU lists and free lists link items by 32-bit
+ * refs, not pointers. A ref below REF_LARGE_BASE is a slab chunk: its offset
+ * in the arena (one reservation, see slab.c) in units of 1 << ref_shift
+ * bytes, plus one so that 0 means none; decoding it is a shift and an add.
+ * Refs from REF_LARGE_BASE up name large items (separate mappings) by their
+ * slot in a table (slab.c): 2^28 of them. With 8-byte units the arena can be
+ * 30 GiB; a larger -m takes a larger unit (chunks then align to it). */
+#define REF_LARGE_BASE UINT32_C(0xF0000000)
+#define REF_LARGE_SLOTS (UINT32_MAX - REF_LARGE_BASE + 1)
+
 struct item {
-    struct item *h_next;        /* hash chain; free-list next when free */
-    struct item *prev;          /* LRU links (class lock); free-list prev when free */
-    struct item *next;
-    _Atomic uint64_t meta;      /* state bits | CAS */
+    uint32_t h_next;            /* hash chain (a ref); free-list next when free */
+    uint32_t prev;              /* LRU links (class lock); free-list prev when free */
+    uint32_t next;
     uint32_t exptime;           /* rel time, 0 = never (stripe lock) */
+    _Atomic uint64_t meta;      /* state bits | CAS */
     uint32_t nbytes;            /* value bytes + 2 for "\r\n" */
-    uint32_t flags;             /* client flags */
     _Atomic uint16_t refcount;
     uint8_t nkey;
     uint8_t clsid;              /* index into cache.classes; fixed for life */
     uint32_t atime;             /* rel time of the last read or store (stripe lock) */
-    uint32_t unused;            /* the header is 8-byte aligned anyway */
-    char data[];                /* key, then value "\r\n" */
+    uint32_t flags;             /* client flags */
+    char data[];                /* key, [upstream CAS], value "\r\n" */
 };
 
-/* 56 since the meta protocol's `l` (time since last access) needed atime;
- * memcached's header with its CAS is 56 too. */
-_Static_assert(sizeof(struct item) == 56, "item header must stay 56 bytes");
+/* 40 bytes. See cache.h for the picture. */
+#define ITEM_HEADER offsetof(struct item, data)
+_Static_assert(offsetof(struct item, data) == CACHE_ITEM_HEADER, "item header is CACHE_ITEM_HEADER bytes");
+_Static_assert(offsetof(struct item, meta) % 8 == 0, "meta must be 8-byte aligned in an aligned chunk");
 
 struct lru_list {
     struct item *head;          /* most recently inserted */
@@ -122,15 +135,23 @@ struct cache {
     _Atomic uint64_t mem_used;
     _Atomic uint64_t mem_max;   /* whole pages; cache_memlimit moves it */
     _Atomic bool mem_lowered;   /* cache_memlimit lowered it below what was in use */
-    uint64_t pages_max;
-    /* Slab pages are carved from one reservation of the whole budget (see
-     * slab.c); NULL when it could not be had, then each page is mapped. */
+    /* Slab pages are carved from one reservation (see slab.c): as much as
+     * refs address, so a raised cache_memlimit still finds pages in it, or
+     * just the budget when the system will not reserve that much. */
     char *arena;
+    uint64_t arena_pages;       /* pages the reservation holds */
+    uint64_t arena_open;        /* pages of it made usable so far (spare lock) */
     void *arena_map;            /* what to munmap: arena before alignment */
     size_t arena_map_len;
     uint64_t arena_next;        /* pages handed out of the arena (spare lock) */
+    /* Refs (see struct item): chunk = ref_base + (ref << ref_shift), with
+     * ref_base one unit below the arena so that ref 0 is none. */
+    uintptr_t ref_base;
+    unsigned ref_shift;
+    uint64_t ref_span;          /* bytes from ref_base that slab refs cover */
+    uint32_t chunk_align;       /* 1 << ref_shift: chunk sizes are multiples */
     pthread_mutex_t spare_lock;
-    char **spare;               /* arena pages given back (memory returned), pages_max slots */
+    char **spare;               /* arena pages given back (memory returned), arena_pages slots */
     uint8_t *spare_bits;        /* by arena page index: 1 if spare */
     uint64_t nspare;
     _Atomic unsigned automove;  /* live copies of the options `slabs automove` changes */
@@ -158,11 +179,48 @@ struct cache {
 
 extern struct cache cache;
 
+/* --- refs (slab.c keeps the large-item slots) ---------------------------- */
+/* The large item in slot (ref - REF_LARGE_BASE). */
+struct item *
+slab_large_at(uint32_t ref);
+/* A large item's slot, kept in the word ahead of its header. */
+#define LARGE_PREFIX 8
+static inline uint32_t
+slab_large_slot(const struct item *it)
+{
+    uint32_t slot;
+    memcpy(&slot, (const char *)it - LARGE_PREFIX, sizeof(slot));
+    return slot;
+}
+
+/* The item a ref names; NULL for 0. */
+static inline struct item *
+item_at(uint32_t ref)
+{
+    if (ref == 0)
+        return NULL;
+    if (__builtin_expect(ref < REF_LARGE_BASE, 1))
+        return (struct item *)(cache.ref_base + ((uintptr_t)ref << cache.ref_shift));
+    return slab_large_at(ref);
+}
+
+/* An item's ref; 0 for NULL. */
+static inline uint32_t
+item_ref(const struct item *it)
+{
+    if (it == NULL)
+        return 0;
+    uintptr_t off = (uintptr_t)it - cache.ref_base;
+    if (__builtin_expect(off < cache.ref_span, 1))
+        return (uint32_t)(off >> cache.ref_shift);
+    return REF_LARGE_BASE + slab_large_slot(it);
+}
+
 /* --- item.c ------------------------------------------------------------ */
 static inline size_t
 item_total(size_t nkey, size_t nbytes)
 {
-    return sizeof(struct item) + nkey + cache.value_off + nbytes;
+    return ITEM_HEADER + nkey + cache.value_off + nbytes;
 }
 
 static inline size_t
@@ -271,7 +329,7 @@ slab_setup(char *err, size_t errlen);
 void
 slab_teardown(void);
 /* cache_memlimit: the budget becomes bytes, in whole pages (at least one).
- * The arena keeps its size (pages_max): pages past it are mapped one by one. */
+ * Pages past the arena cannot be had: the budget above it stays unused. */
 void
 slab_set_mem_max(uint64_t bytes);
 /* Class index for an item of total size, or -1 when it exceeds item_max. */

@@ -133,7 +133,7 @@ crawl_batch(unsigned id, uint64_t from, uint64_t limit, uint64_t *next, bool *cl
         for (unsigned seg = 0; seg < LRU_SEGS; seg++) {
             struct item *it = cls->lru[seg].tail;
             while (it != NULL && checked < limit) {
-                struct item *prev = it->prev;
+                struct item *prev = item_at(it->prev);
                 uint64_t hv = item_hash_key(it->data, it->nkey);
                 checked++;
                 if (ht_trylock(hv)) {

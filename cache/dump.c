@@ -29,7 +29,7 @@ item_view(const struct item *it, uint32_t now, struct cache_item_view *v)
     v->key = it->data;
     v->nkey = it->nkey;
     v->vlen = it->nbytes - 2;
-    v->flags = it->flags;
+    v->flags = item_flags(it);
     v->exptime = it->exptime == 0 ? 0 : (int64_t)clock_process_started() + it->exptime;
     v->cas = item_cas(it);
     v->fetched = item_has(it, ITEM_FETCHED);
@@ -51,7 +51,7 @@ cache_class_dump(unsigned class_id, unsigned limit, cache_view_fn fn, void *arg)
     unsigned shown = 0;
     pthread_mutex_lock(&cls->lock);
     for (unsigned i = 0; i < LRU_SEGS; i++) {
-        for (const struct item *it = cls->lru[order[i]].head; it != NULL; it = it->next) {
+        for (const struct item *it = cls->lru[order[i]].head; it != NULL; it = item_at(it->next)) {
             if (limit != 0 && shown >= limit)
                 goto out;
             struct cache_item_view v;
@@ -80,7 +80,7 @@ static void
 walk_large(struct slab_class *cls, uint32_t now, cache_view_fn fn, void *arg)
 {
     for (unsigned seg = 0; seg < LRU_SEGS; seg++)
-        for (const struct item *it = cls->lru[seg].head; it != NULL; it = it->next) {
+        for (const struct item *it = cls->lru[seg].head; it != NULL; it = item_at(it->next)) {
             struct cache_item_view v;
             item_view(it, now, &v);
             if (!v.dead)

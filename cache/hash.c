@@ -3,7 +3,8 @@
  * the table doubles, one stripe covers a key's bucket in both tables. Growth
  * happens bucket by bucket on the maintenance thread: a reader only ever
  * waits for one bucket's move, never for the whole table. Only the switch of
- * table pointers at the start and end of a growth takes every stripe. */
+ * table pointers at the start and end of a growth takes every stripe.
+ * Buckets and chains hold 32-bit refs (cache_internal.h): 4 bytes a bucket. */
 #include "cache/cache_internal.h"
 
 #include <stdio.h>
@@ -18,9 +19,9 @@ struct stripe {
 
 static struct {
     struct stripe stripes[HT_STRIPES];
-    struct item **primary;          /* all stripes guard the pointers and powers */
+    uint32_t *primary;              /* all stripes guard the pointers and powers */
     unsigned power;
-    struct item **old;              /* the smaller table while growing */
+    uint32_t *old;                  /* the smaller table while growing */
     unsigned old_power;
     bool expanding;
     _Atomic uint64_t expand_bucket; /* old buckets below this have moved */
@@ -111,7 +112,7 @@ unlock_all(void)
 
 /* The bucket holding hv right now; the caller holds hv's stripe, which is
  * also the stripe the mover holds while it moves that bucket. */
-static struct item **
+static uint32_t *
 bucket_of(uint64_t hv)
 {
     if (ht.expanding) {
@@ -125,27 +126,31 @@ bucket_of(uint64_t hv)
 struct item *
 ht_find(const char *key, size_t nkey, uint64_t hv)
 {
-    for (struct item *it = *bucket_of(hv); it != NULL; it = it->h_next)
+    for (uint32_t r = *bucket_of(hv); r != 0;) {
+        struct item *it = item_at(r);
         if (it->nkey == nkey && memcmp(it->data, key, nkey) == 0)
             return it;
+        r = it->h_next;
+    }
     return NULL;
 }
 
 void
 ht_insert(struct item *it, uint64_t hv)
 {
-    struct item **b = bucket_of(hv);
+    uint32_t *b = bucket_of(hv);
     it->h_next = *b;
-    *b = it;
+    *b = item_ref(it);
 }
 
 void
 ht_remove(struct item *it, uint64_t hv)
 {
-    for (struct item **pp = bucket_of(hv); *pp != NULL; pp = &(*pp)->h_next) {
-        if (*pp == it) {
+    uint32_t want = item_ref(it);
+    for (uint32_t *pp = bucket_of(hv); *pp != 0; pp = &item_at(*pp)->h_next) {
+        if (*pp == want) {
             *pp = it->h_next;
-            it->h_next = NULL;
+            it->h_next = 0;
             return;
         }
     }
@@ -154,11 +159,12 @@ ht_remove(struct item *it, uint64_t hv)
 void
 ht_replace(struct item *old, struct item *fresh, uint64_t hv)
 {
-    for (struct item **pp = bucket_of(hv); *pp != NULL; pp = &(*pp)->h_next) {
-        if (*pp == old) {
+    uint32_t want = item_ref(old);
+    for (uint32_t *pp = bucket_of(hv); *pp != 0; pp = &item_at(*pp)->h_next) {
+        if (*pp == want) {
             fresh->h_next = old->h_next;
-            *pp = fresh;
-            old->h_next = NULL;
+            *pp = item_ref(fresh);
+            old->h_next = 0;
             return;
         }
     }
@@ -188,7 +194,7 @@ ht_expand_step(void)
         /* Only this (maintenance) thread changes ht.power, so reading it here is safe. */
         if (atomic_load(&ht.items) <= atomic_load(&ht.grow_at) || ht.power >= HT_POWER_MAX)
             return false;
-        struct item **bigger = calloc((size_t)1 << (ht.power + 1), sizeof(*bigger));
+        uint32_t *bigger = calloc((size_t)1 << (ht.power + 1), sizeof(*bigger));
         if (bigger == NULL)
             return false; /* try again on a later step */
         lock_all();
@@ -217,16 +223,17 @@ ht_expand_step(void)
         }
         pthread_mutex_t *lock = stripe_of(b);
         pthread_mutex_lock(lock);
-        struct item *it = ht.old[b];
-        while (it != NULL) {
-            struct item *next = it->h_next;
+        uint32_t r = ht.old[b];
+        while (r != 0) {
+            struct item *it = item_at(r);
+            uint32_t next = it->h_next;
             uint64_t hv = item_hash_key(it->data, it->nkey);
-            struct item **nb = &ht.primary[hv & hmask(ht.power)];
+            uint32_t *nb = &ht.primary[hv & hmask(ht.power)];
             it->h_next = *nb;
-            *nb = it;
-            it = next;
+            *nb = r;
+            r = next;
         }
-        ht.old[b] = NULL;
+        ht.old[b] = 0;
         atomic_store_explicit(&ht.expand_bucket, b + 1, memory_order_release);
         pthread_mutex_unlock(lock);
     }
@@ -248,5 +255,5 @@ ht_expanding(void)
 uint64_t
 ht_bytes(void)
 {
-    return (UINT64_C(1) << ht_power()) * sizeof(struct item *);
+    return (UINT64_C(1) << ht_power()) * sizeof(*ht.primary);
 }

@@ -101,7 +101,7 @@ cache_value_hash(const char *value, size_t vlen, uint32_t flags)
 uint64_t
 item_value_hash(const struct item *it)
 {
-    return cache_value_hash(item_value_const(it), it->nbytes - 2, it->flags);
+    return cache_value_hash(item_value_const(it), it->nbytes - 2, item_flags(it));
 }
 
 uint64_t

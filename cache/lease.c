@@ -67,7 +67,7 @@ item_ttl(const struct item *it)
 unsigned
 item_class_id(const struct item *it)
 {
-    return (unsigned)it->clsid + 1;
+    return it->clsid + 1;
 }
 
 size_t
@@ -260,7 +260,7 @@ arith_apply(struct item *it, uint64_t hv, struct cache_marith *a, struct item **
         return CACHE_OK;
     }
     struct alloc_hold hold = { hv, it }; /* it is still read: the key */
-    if (alloc_item(fresh, it->data, it->nkey, it->flags, it->exptime, (uint64_t)len + 2, &hold) !=
+    if (alloc_item(fresh, it->data, it->nkey, item_flags(it), it->exptime, (uint64_t)len + 2, &hold) !=
         CACHE_OK)
         return CACHE_NO_MEMORY;
     memcpy(item_value(*fresh), buf, (size_t)len);

@@ -17,15 +17,16 @@ static void
 list_unlink(struct slab_class *cls, struct item *it)
 {
     struct lru_list *l = &cls->lru[item_seg(it)];
-    if (it->prev)
-        it->prev->next = it->next;
+    struct item *prev = item_at(it->prev), *next = item_at(it->next);
+    if (prev)
+        prev->next = it->next;
     else
-        l->head = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
+        l->head = next;
+    if (next)
+        next->prev = it->prev;
     else
-        l->tail = it->prev;
-    it->prev = it->next = NULL;
+        l->tail = prev;
+    it->prev = it->next = 0;
     l->count--;
 }
 
@@ -34,10 +35,10 @@ list_push(struct slab_class *cls, struct item *it, enum lru_seg seg)
 {
     struct lru_list *l = &cls->lru[seg];
     item_set_seg(it, seg);
-    it->prev = NULL;
-    it->next = l->head;
+    it->prev = 0;
+    it->next = item_ref(l->head);
     if (l->head)
-        l->head->prev = it;
+        l->head->prev = item_ref(it);
     l->head = it;
     if (l->tail == NULL)
         l->tail = it;
@@ -123,7 +124,7 @@ reclaim_from(unsigned id, enum lru_seg seg, bool evict, unsigned *budget)
     uint32_t now = clock_now();
     struct item *it = cls->lru[seg].tail;
     while (it != NULL && *budget > 0) {
-        struct item *prev = it->prev;
+        struct item *prev = item_at(it->prev);
         uint64_t hv = item_hash_key(it->data, it->nkey);
         /* Class lock held: the stripe may only be tried (lock order). */
         if (!ht_trylock(hv)) {
@@ -199,17 +200,18 @@ lru_replace_locked(struct item *old, struct item *fresh)
 {
     struct slab_class *cls = &cache.classes[old->clsid];
     struct lru_list *l = &cls->lru[item_seg(old)];
+    struct item *prev = item_at(old->prev), *next = item_at(old->next);
     fresh->prev = old->prev;
     fresh->next = old->next;
-    if (old->prev)
-        old->prev->next = fresh;
+    if (prev)
+        prev->next = item_ref(fresh);
     else
         l->head = fresh;
-    if (old->next)
-        old->next->prev = fresh;
+    if (next)
+        next->prev = item_ref(fresh);
     else
         l->tail = fresh;
-    old->prev = old->next = NULL;
+    old->prev = old->next = 0;
 }
 
 uint64_t

@@ -22,11 +22,17 @@
  * What a large item costs a page-sized allocator is only address space,
  * which a mapping of its own does not take from the arena.
  *
- * The pages come from one address-space reservation of the whole budget,
- * marked for transparent huge pages. A get touches one item at random: on
- * 4 KiB pages nearly every one was a TLB miss, and a page walk under
- * virtualization is nested. Memory is still committed only where a page is
- * carved (in 2 MiB steps where the kernel grants huge pages). */
+ * The pages come from one address-space reservation, marked for transparent
+ * huge pages. A get touches one item at random: on 4 KiB pages nearly every
+ * one was a TLB miss, and a page walk under virtualization is nested. Memory
+ * is still committed only where a page is carved (in 2 MiB steps where the
+ * kernel grants huge pages). The reservation is also what makes items'
+ * 32-bit refs work (cache_internal.h): a chunk is named by its offset in it.
+ * It spans all that refs can name (30 GiB in 8-byte units), so a raised
+ * cache_memlimit still finds pages; where the system will not reserve that
+ * much, it spans the budget, and a raise past it cannot grow the cache.
+ * Large items live outside it and are named by a slot in a table here, the
+ * slot kept in a word ahead of the item. */
 #include "cache/cache_internal.h"
 
 #include <stdint.h>
@@ -48,41 +54,151 @@ map_bytes(size_t len)
 
 #define SLAB_HUGE_PAGE ((size_t)2 << 20)
 
-static void
-arena_setup(void)
+/* Reserves address space for pages, aligned to a huge page. Inaccessible
+ * until arena_open makes it usable, so a reservation far beyond the budget
+ * costs nothing: no commit charge, and with -k (mlockall's MCL_FUTURE) only
+ * what is opened gets locked. */
+static bool
+arena_map(uint64_t pages)
 {
-    size_t len = (size_t)cache.pages_max * cache.opts.page_size;
+    size_t len = (size_t)pages * cache.opts.page_size;
     size_t map_len = len + SLAB_HUGE_PAGE;
-    cache.spare = calloc(cache.pages_max, sizeof(*cache.spare));
-    cache.spare_bits = calloc(cache.pages_max, 1);
-    void *p = MAP_FAILED;
-    if (cache.spare != NULL && cache.spare_bits != NULL)
-        p = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        free(cache.spare);
-        free(cache.spare_bits);
-        cache.spare = NULL;
-        cache.spare_bits = NULL;
-        return; /* a page at a time, then */
-    }
+    void *p = mmap(NULL, map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
     uintptr_t start = ((uintptr_t)p + SLAB_HUGE_PAGE - 1) & ~(uintptr_t)(SLAB_HUGE_PAGE - 1);
     /* Advice only: without THP the arena works on small pages. */
     (void)madvise((void *)start, len, MADV_HUGEPAGE);
     cache.arena = (char *)start;
+    cache.arena_pages = pages;
+    cache.arena_open = 0;
     cache.arena_map = p;
     cache.arena_map_len = map_len;
-    cache.arena_next = 0;
-    cache.nspare = 0;
+    return true;
 }
 
-/* Pages past the arena: a budget raised by cache_memlimit beyond the one
- * reserved at start-up maps each further page on its own. */
+/* Picks the ref unit (the smallest from 8 bytes at which refs name the whole
+ * budget) and reserves the arena: all that refs name, else the budget. */
 static bool
-in_arena(const char *page)
+arena_setup(uint64_t budget_pages, char *err, size_t errlen)
 {
-    return cache.arena != NULL && page >= cache.arena &&
-           page < cache.arena + (size_t)cache.pages_max * cache.opts.page_size;
+    uint64_t page = cache.opts.page_size;
+    unsigned shift = 3;
+    /* Slab refs run from 1 to REF_LARGE_BASE - 1. */
+    while ((((uint64_t)REF_LARGE_BASE - 2) << shift) / page < budget_pages)
+        shift++;
+    uint64_t named = (((uint64_t)REF_LARGE_BASE - 2) << shift) / page;
+    if (!arena_map(named) && !arena_map(budget_pages)) {
+        snprintf(err, errlen, "cannot reserve %llu MB of address space for the cache",
+                 (unsigned long long)(budget_pages * page >> 20));
+        return false;
+    }
+    cache.spare = calloc(cache.arena_pages, sizeof(*cache.spare));
+    cache.spare_bits = calloc(cache.arena_pages, 1);
+    if (cache.spare == NULL || cache.spare_bits == NULL) {
+        free(cache.spare);
+        free(cache.spare_bits);
+        cache.spare = NULL;
+        cache.spare_bits = NULL;
+        munmap(cache.arena_map, cache.arena_map_len);
+        cache.arena = NULL;
+        snprintf(err, errlen, "out of memory for the slab arena's page lists");
+        return false;
+    }
+    cache.arena_next = 0;
+    cache.nspare = 0;
+    cache.ref_shift = shift;
+    cache.chunk_align = UINT32_C(1) << shift;
+    cache.ref_base = (uintptr_t)cache.arena - cache.chunk_align;
+    cache.ref_span = cache.arena_pages * page + cache.chunk_align;
+    return true;
+}
+
+/* Makes the next huge page's worth of arena pages usable (spare lock held). */
+static bool
+arena_open(void)
+{
+    uint64_t step = SLAB_HUGE_PAGE / cache.opts.page_size;
+    if (step == 0)
+        step = 1;
+    if (step > cache.arena_pages - cache.arena_open)
+        step = cache.arena_pages - cache.arena_open;
+    size_t page = cache.opts.page_size;
+    if (mprotect(cache.arena + (size_t)cache.arena_open * page, (size_t)step * page,
+                 PROT_READ | PROT_WRITE) != 0)
+        return false;
+    cache.arena_open += step;
+    return true;
+}
+
+/* --- large items' slots ------------------------------------------------------- */
+
+/* Slot -> item, in blocks allocated as slots are first used and kept until
+ * teardown, so a reader (holding any lock that ordered it after the item was
+ * linked) never sees the table move. A free slot holds the next free one,
+ * tagged odd (items are 8-byte aligned). Changed under the large class lock. */
+#define LARGE_BLOCK_BITS 16
+#define LARGE_BLOCK (UINT32_C(1) << LARGE_BLOCK_BITS)
+#define LARGE_BLOCKS (REF_LARGE_SLOTS >> LARGE_BLOCK_BITS)
+
+static struct {
+    struct item **dir[LARGE_BLOCKS];
+    uint32_t used;              /* slots ever handed out */
+    uint32_t free_head;         /* a free slot + 1, or 0 */
+} large;
+
+static struct item **
+large_entry(uint32_t slot)
+{
+    return &large.dir[slot >> LARGE_BLOCK_BITS][slot & (LARGE_BLOCK - 1)];
+}
+
+struct item *
+slab_large_at(uint32_t ref)
+{
+    return *large_entry(ref - REF_LARGE_BASE);
+}
+
+static bool
+large_slot_take(uint32_t *out)
+{
+    if (large.free_head != 0) {
+        uint32_t slot = large.free_head - 1;
+        large.free_head = (uint32_t)((uintptr_t)*large_entry(slot) >> 1);
+        *out = slot;
+        return true;
+    }
+    if (large.used == REF_LARGE_SLOTS)
+        return false;
+    uint32_t b = large.used >> LARGE_BLOCK_BITS;
+    if (large.dir[b] == NULL && (large.dir[b] = calloc(LARGE_BLOCK, sizeof(struct item *))) == NULL)
+        return false;
+    *out = large.used++;
+    return true;
+}
+
+static void
+large_slot_put(uint32_t slot)
+{
+    *large_entry(slot) = (struct item *)(((uintptr_t)large.free_head << 1) | 1);
+    large.free_head = slot + 1;
+}
+
+/* Unmaps every large item still held (linked or not) and the table. */
+static void
+large_teardown(void)
+{
+    for (uint32_t slot = 0; slot < large.used; slot++) {
+        struct item *it = *large_entry(slot);
+        if (it != NULL && ((uintptr_t)it & 1) == 0)
+            munmap((char *)it - LARGE_PREFIX, slab_large_charge(item_size(it)));
+    }
+    for (uint32_t b = 0; b < LARGE_BLOCKS; b++) {
+        free(large.dir[b]);
+        large.dir[b] = NULL;
+    }
+    large.used = 0;
+    large.free_head = 0;
 }
 
 void
@@ -114,7 +230,7 @@ slab_unreserve(uint64_t bytes)
 uint64_t
 slab_large_charge(size_t total)
 {
-    return ((uint64_t)total + LARGE_ALIGN - 1) / LARGE_ALIGN * LARGE_ALIGN;
+    return ((uint64_t)total + LARGE_PREFIX + LARGE_ALIGN - 1) / LARGE_ALIGN * LARGE_ALIGN;
 }
 
 /* --- pages ----------------------------------------------------------------- */
@@ -134,7 +250,7 @@ buddy_spare(uint64_t i)
         return true; /* pages as large as a huge page: no buddy to consider */
     uint64_t first = i / per_huge * per_huge;
     for (uint64_t b = first; b < first + per_huge; b++)
-        if (b != i && b < cache.pages_max && !cache.spare_bits[b])
+        if (b != i && b < cache.arena_pages && !cache.spare_bits[b])
             return false;
     return true;
 }
@@ -142,10 +258,8 @@ buddy_spare(uint64_t i)
 char *
 slab_page_get(void)
 {
-    if (cache.arena == NULL)
-        return map_bytes(cache.opts.page_size);
     pthread_mutex_lock(&cache.spare_lock);
-    char *page;
+    char *page = NULL;
     if (cache.nspare > 0) {
         /* Prefer a spare page in a huge page that is partly in use: khugepaged
          * may fill such a hole again anyway, while a huge page wholly spare
@@ -160,14 +274,12 @@ slab_page_get(void)
         page = cache.spare[pick];
         cache.spare[pick] = cache.spare[--cache.nspare];
         cache.spare_bits[arena_index(page)] = 0;
-    } else if (cache.arena_next < cache.pages_max) {
-        /* The caller reserved a page and every spare one is taken, so fewer
-         * than pages_max arena pages are out, unless cache_memlimit raised
-         * the budget past the arena. */
+    } else if (cache.arena_next < cache.arena_pages &&
+               (cache.arena_next < cache.arena_open || arena_open())) {
         page = cache.arena + (size_t)cache.arena_next++ * cache.opts.page_size;
     } else {
-        pthread_mutex_unlock(&cache.spare_lock);
-        return map_bytes(cache.opts.page_size);
+        /* A cache_memlimit raised past all the arena holds, or no memory. */
+        atomic_fetch_add(&cache.malloc_fails, 1);
     }
     pthread_mutex_unlock(&cache.spare_lock);
     return page; /* fresh or madvised away: reads as zero */
@@ -176,16 +288,12 @@ slab_page_get(void)
 void
 slab_page_put(char *page)
 {
-    if (!in_arena(page)) {
-        munmap(page, cache.opts.page_size);
-    } else {
-        /* The memory goes back now; the address waits for the next page. */
-        (void)madvise(page, cache.opts.page_size, MADV_DONTNEED);
-        pthread_mutex_lock(&cache.spare_lock);
-        cache.spare[cache.nspare++] = page;
-        cache.spare_bits[arena_index(page)] = 1;
-        pthread_mutex_unlock(&cache.spare_lock);
-    }
+    /* The memory goes back now; the address waits for the next page. */
+    (void)madvise(page, cache.opts.page_size, MADV_DONTNEED);
+    pthread_mutex_lock(&cache.spare_lock);
+    cache.spare[cache.nspare++] = page;
+    cache.spare_bits[arena_index(page)] = 1;
+    pthread_mutex_unlock(&cache.spare_lock);
     slab_unreserve(cache.opts.page_size);
 }
 
@@ -208,10 +316,10 @@ slab_free_push_locked(struct slab_class *cls, struct item *it)
     atomic_store_explicit(&it->meta, 0, memory_order_relaxed);
     atomic_store_explicit(&it->refcount, 0, memory_order_relaxed);
     it->nbytes = CHUNK_FREE;
-    it->prev = NULL;
-    it->h_next = cls->free_list;
+    it->prev = 0;
+    it->h_next = item_ref(cls->free_list);
     if (cls->free_list != NULL)
-        cls->free_list->prev = it;
+        cls->free_list->prev = item_ref(it);
     cls->free_list = it;
     cls->free_count++;
 }
@@ -219,13 +327,14 @@ slab_free_push_locked(struct slab_class *cls, struct item *it)
 void
 slab_free_cut_locked(struct slab_class *cls, struct item *it)
 {
-    if (it->prev != NULL)
-        it->prev->h_next = it->h_next;
+    struct item *prev = item_at(it->prev), *next = item_at(it->h_next);
+    if (prev != NULL)
+        prev->h_next = it->h_next;
     else
-        cls->free_list = it->h_next;
-    if (it->h_next != NULL)
-        it->h_next->prev = it->prev;
-    it->prev = it->h_next = NULL;
+        cls->free_list = next;
+    if (next != NULL)
+        next->prev = it->prev;
+    it->prev = it->h_next = 0;
     cls->free_count--;
 }
 
@@ -235,7 +344,7 @@ slab_claim_locked(struct slab_class *cls, struct item *it)
     atomic_store_explicit(&it->meta, 0, memory_order_relaxed);
     atomic_store_explicit(&it->refcount, 0, memory_order_relaxed);
     it->nbytes = CHUNK_CLAIMED;
-    it->prev = it->h_next = NULL;
+    it->prev = it->h_next = 0;
     cls->claimed++;
 }
 
@@ -321,35 +430,42 @@ slab_setup(char *err, size_t errlen)
         snprintf(err, errlen, "factor must be greater than 1");
         return false;
     }
-    if (o->slab_chunk_max > o->page_size || o->slab_chunk_max < sizeof(struct item) + o->chunk_min) {
+    if (o->slab_chunk_max > o->page_size || o->slab_chunk_max < ITEM_HEADER + o->chunk_min) {
         snprintf(err, errlen, "slab_chunk_max must be between the smallest chunk and the page size");
         return false;
     }
-    cache.pages_max = o->mem_limit / o->page_size;
-    if (cache.pages_max == 0)
-        cache.pages_max = 1;
-    cache.mem_max = cache.pages_max * o->page_size;
+    uint64_t budget_pages = o->mem_limit / o->page_size;
+    if (budget_pages == 0)
+        budget_pages = 1;
+    if (!arena_setup(budget_pages, err, errlen))
+        return false;
+    cache.mem_max = budget_pages * o->page_size;
     atomic_store(&cache.mem_used, 0);
     pthread_mutex_init(&cache.spare_lock, NULL);
-    arena_setup();
 
     /* memcached's geometry: grow by factor from header + chunk_min, aligned,
      * until the next class would pass slab_chunk_max; the last class is
-     * exactly slab_chunk_max. */
+     * exactly slab_chunk_max (a power of two: config checks that it divides
+     * the page). Aligned to 8 as memcached's unless the budget needed a
+     * larger ref unit (see arena_setup): refs name aligned chunks only. */
+    uint32_t align = cache.chunk_align;
     uint32_t size = SLAB_GEOMETRY_HEADER + o->chunk_min;
     unsigned i = 0;
     while (i < CLASS_MAX - 2) {
         if (size >= o->slab_chunk_max / o->factor)
             break;
-        if (size % CACHE_ALIGN)
-            size += CACHE_ALIGN - size % CACHE_ALIGN;
+        if (size % align)
+            size += align - size % align;
         cache.classes[i].size = size;
         cache.classes[i].perslab = o->page_size / size;
         size = (uint32_t)(size * o->factor);
         i++;
     }
-    cache.classes[i].size = o->slab_chunk_max;
-    cache.classes[i].perslab = o->page_size / o->slab_chunk_max;
+    size = o->slab_chunk_max;
+    if (size % align)
+        size += align - size % align;
+    cache.classes[i].size = size;
+    cache.classes[i].perslab = o->page_size / size;
     i++;
     cache.large_id = i;
     cache.classes[i].large = true;
@@ -362,11 +478,9 @@ slab_setup(char *err, size_t errlen)
 void
 slab_teardown(void)
 {
+    large_teardown();
     for (unsigned c = 0; c < cache.nclasses; c++) {
         struct slab_class *cls = &cache.classes[c];
-        for (uint64_t p = 0; p < cls->npages; p++)
-            if (!in_arena(cls->pages[p]))
-                munmap(cls->pages[p], cache.opts.page_size);
         free(cls->pages);
         pthread_mutex_destroy(&cls->lock);
     }
@@ -407,11 +521,20 @@ take_large(size_t total)
     uint64_t charge = slab_large_charge(total);
     if (!slab_reserve(charge))
         return NULL;
-    struct item *it = map_bytes(charge);
-    if (it == NULL) {
+    uint32_t slot;
+    char *map = NULL;
+    if (!large_slot_take(&slot)) {
+        atomic_fetch_add(&cache.malloc_fails, 1);
+    } else if ((map = map_bytes(charge)) == NULL) {
+        large_slot_put(slot);
+    }
+    if (map == NULL) {
         slab_unreserve(charge);
         return NULL;
     }
+    memcpy(map, &slot, sizeof(slot)); /* slab_large_slot reads it */
+    struct item *it = (struct item *)(map + LARGE_PREFIX);
+    *large_entry(slot) = it;
     cache.classes[cache.large_id].large_bytes += charge;
     return it;
 }
@@ -465,7 +588,8 @@ slab_put_locked(struct item *it)
     atomic_store_explicit(&it->meta, 0, memory_order_relaxed);
     if (cls->large) {
         uint64_t charge = slab_large_charge(item_size(it));
-        munmap(it, charge);
+        large_slot_put(slab_large_slot(it));
+        munmap((char *)it - LARGE_PREFIX, charge);
         cls->large_bytes -= charge;
         slab_unreserve(charge);
         return;

@@ -200,7 +200,7 @@ cache_sizes_foreach(cache_size_fn fn, void *arg)
         struct slab_class *cls = &cache.classes[c];
         pthread_mutex_lock(&cls->lock);
         for (unsigned seg = 0; seg < LRU_SEGS; seg++)
-            for (struct item *it = cls->lru[seg].head; it != NULL; it = it->next) {
+            for (struct item *it = cls->lru[seg].head; it != NULL; it = item_at(it->next)) {
                 size_t b = (item_mc_size(it) + 31) / 32;
                 hist[b < nb ? b : nb - 1]++;
             }

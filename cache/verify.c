@@ -29,13 +29,13 @@ check_lists(unsigned c, char *err, size_t errlen)
     for (unsigned seg = 0; seg < LRU_SEGS; seg++) {
         uint64_t in_seg = 0;
         struct item *prev = NULL;
-        for (struct item *it = cls->lru[seg].head; it != NULL; prev = it, it = it->next) {
+        for (struct item *it = cls->lru[seg].head; it != NULL; prev = it, it = item_at(it->next)) {
             in_seg++;
             bytes += item_size(it);
             charge += slab_large_charge(item_size(it));
             unsigned refs = atomic_load(&it->refcount);
-            if (it->prev != prev || item_seg(it) != seg || !item_has(it, ITEM_LINKED)
-                || it->clsid != c || refs != 1)
+            if (it->prev != item_ref(prev) || item_seg(it) != seg || !item_has(it, ITEM_LINKED)
+                || it->clsid != c || refs != 1 || item_at(item_ref(it)) != it)
                 return fail(err, errlen, "class %u seg %u: item %.*s links/state/refcount(%u) wrong",
                             c, seg, it->nkey, it->data, refs);
         }
@@ -95,10 +95,10 @@ check_chunks(unsigned c, char *err, size_t errlen)
     }
     uint64_t listed = 0;
     const struct item *prev = NULL;
-    for (const struct item *it = cls->free_list; it != NULL; prev = it, it = it->h_next) {
+    for (const struct item *it = cls->free_list; it != NULL; prev = it, it = item_at(it->h_next)) {
         if (++listed > free_seen)
             return fail(err, errlen, "class %u: free list longer than the free chunks (%" PRIu64 ")", c, free_seen);
-        if (it->prev != prev || it->nbytes != CHUNK_FREE || atomic_load(&it->refcount) != 0)
+        if (it->prev != item_ref(prev) || it->nbytes != CHUNK_FREE || atomic_load(&it->refcount) != 0)
             return fail(err, errlen, "class %u: free list entry %" PRIu64 " inconsistent", c, listed);
         if (page_of(cls, it) < 0)
             return fail(err, errlen, "class %u: free chunk outside the class's pages", c);
@@ -124,21 +124,14 @@ check_chunks(unsigned c, char *err, size_t errlen)
 static bool
 check_pages(char *err, size_t errlen, uint64_t held)
 {
-    if (cache.arena == NULL)
-        return true;
-    uint8_t *seen = calloc(cache.pages_max, 1);
+    uint8_t *seen = calloc(cache.arena_pages, 1);
     if (seen == NULL)
         return true; /* cannot check without memory; not an inconsistency */
     bool ok = true;
-    const char *arena_end = cache.arena + (size_t)cache.pages_max * cache.opts.page_size;
     for (unsigned c = 0; c < cache.nclasses && ok; c++) {
         const struct slab_class *cls = &cache.classes[c];
         for (uint64_t p = 0; p < cls->npages && ok; p++) {
             uint64_t i = (uint64_t)(cls->pages[p] - cache.arena) / cache.opts.page_size;
-            if (cls->pages[p] >= arena_end && cls->pages[p] != NULL) {
-                held--; /* a page of its own, past an arena cache_memlimit outgrew */
-                continue;
-            }
             if (cls->pages[p] < cache.arena || i >= cache.arena_next || seen[i]++)
                 ok = fail(err, errlen, "class %u: page %" PRIu64 " outside the arena or held twice", c, p);
         }
@@ -151,7 +144,7 @@ check_pages(char *err, size_t errlen, uint64_t held)
             ok = fail(err, errlen, "spare page %" PRIu64 " not marked spare", s);
     }
     uint64_t marked = 0;
-    for (uint64_t i = 0; i < cache.pages_max; i++)
+    for (uint64_t i = 0; i < cache.arena_pages; i++)
         marked += cache.spare_bits[i] != 0;
     if (ok && marked != cache.nspare)
         ok = fail(err, errlen, "%" PRIu64 " pages marked spare, %" PRIu64 " listed", marked, cache.nspare);

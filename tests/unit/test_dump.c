@@ -183,7 +183,7 @@ Test(dump, the_eviction_hook_sees_each_evicted_item)
     cache_set_evict_hook(on_evict);
     char v[100];
     memset(v, 'v', sizeof(v));
-    for (unsigned i = 0; i < 6000; i++) {
+    for (unsigned i = 0; i < 8000; i++) { /* more than a page of them */
         char k[16];
         snprintf(k, sizeof(k), "k%05u", i); /* one width: one class */
         enum cache_result r = fx_store(k, v, sizeof(v), 0, 0, CACHE_SET, 0, NULL);

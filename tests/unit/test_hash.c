@@ -68,6 +68,13 @@ Test(hash, table_grows_while_readers_keep_hitting)
     fx_verify();
 }
 
+Test(hash, buckets_hold_32_bit_refs)
+{
+    struct cache_stats st;
+    cache_stats_get(&st);
+    cr_expect_eq(st.hash_bytes, (UINT64_C(1) << st.hash_power_level) * 4);
+}
+
 Test(hash, keys_that_share_a_prefix_are_distinct)
 {
     fx_set("a", "1");

@@ -83,6 +83,21 @@ Test(item, layout_holds_key_then_value_with_crlf)
     cache_release(&it);
 }
 
+Test(item, appends_and_counters_keep_the_flags)
+{
+    cr_assert_eq(fx_store("a", "1", 1, 77, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    cr_assert_eq(fx_store("a", "2", 1, 0, 0, CACHE_APPEND, 0, NULL), CACHE_OK);
+    uint64_t n = 0;
+    cr_assert_eq(cache_arith("a", 1, true, 1000, &n), CACHE_OK); /* "12" grows to "1012" */
+    cr_expect_eq(n, 1012);
+    struct item *it = cache_get("a", 1);
+    cr_assert_not_null(it);
+    cr_expect_eq(item_flags(it), 77);
+    cr_expect_eq(item_nbytes(it), 6);
+    cr_expect_eq(memcmp(item_value(it), "1012\r\n", 6), 0);
+    cache_release(&it);
+}
+
 Test(item, value_hash_depends_on_bytes_and_flags)
 {
     uint64_t a = cache_value_hash("abc", 3, 0);

@@ -328,7 +328,7 @@ Test(lease, peek_counts_no_read)
     cr_expect_eq(info.ttl, -1);
     cr_expect_eq(info.idle, 0);
     cr_expect_eq(item_class_id(it), 1);
-    cr_expect_eq(item_total_size(it), 56 + 1 + 3);
+    cr_expect_eq(item_total_size(it), CACHE_ITEM_HEADER + 1 + 3);
     cache_release(&it);
     cr_expect_null(cache_peek("absent", 6, NULL));
 }

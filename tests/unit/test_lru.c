@@ -10,7 +10,8 @@ start_small(void)
 
 TestSuite(lru, .init = start_small, .fini = fx_stop, .timeout = 20);
 
-static char value[100];
+/* header + key (up to 10) + 142: all in the 192-byte class */
+static char value[140];
 
 static void
 put(const char *prefix, unsigned i)
@@ -147,7 +148,7 @@ Test(lru, flat_mode_keeps_every_item_in_cold)
     for (unsigned i = 0; i < 100; i++)
         put("flat", i);
     struct cache_class_stats cs;
-    cache_class_stats_get(3, &cs); /* 100-byte values: the 192-byte class */
+    cache_class_stats_get(3, &cs); /* 140-byte values: the 192-byte class */
     cr_expect_eq(cs.number, 100);
     cr_expect_eq(cs.number_cold, 100);
     cr_expect_eq(cs.number_hot + cs.number_warm, 0);

@@ -53,6 +53,41 @@ Test(slab, classes_grow_by_factor_and_stay_aligned, .timeout = 10)
         }
 }
 
+Test(slab, a_budget_past_what_8_byte_refs_name_aligns_chunks_to_16, .timeout = 10)
+{
+    /* 32-bit refs name 30 GiB of chunks in 8-byte units; a larger -m takes
+     * 16-byte units, so chunks are multiples of 16 (memcached's classes
+     * everywhere below). Only address space is reserved. */
+    struct cache_options o = fx_options(40u << 10);
+    fx_start(&o);
+    struct cache_class_stats cs;
+    cache_class_stats_get(0, &cs);
+    cr_expect_eq(cs.chunk_size, 96);
+    cache_class_stats_get(1, &cs);
+    cr_expect_eq(cs.chunk_size, 128, "120 rounds up to 128");
+    for (unsigned i = 0; i + 1 < cache_class_count(); i++) {
+        cache_class_stats_get(i, &cs);
+        cr_expect_eq(cs.chunk_size % 16, 0, "class %u: %u", i + 1, cs.chunk_size);
+    }
+    for (unsigned i = 0; i < 200; i++) {
+        char key[16], val[300];
+        snprintf(key, sizeof(key), "k%u", i);
+        memset(val, 'a' + i % 26, sizeof(val));
+        cr_assert_eq(fx_store(key, val, i + 1, 0, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    }
+    for (unsigned i = 0; i < 200; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%u", i);
+        struct item *it = cache_get(key, strlen(key));
+        cr_assert_not_null(it, "%s", key);
+        cr_expect_eq(item_nbytes(it), i + 3);
+        cr_expect_eq(item_value(it)[i], 'a' + i % 26);
+        cache_release(&it);
+    }
+    fx_verify();
+    fx_stop();
+}
+
 Test(slab, tiny_factor_is_capped_at_the_class_limit, .timeout = 10)
 {
     uint32_t s[64];
@@ -81,11 +116,13 @@ class_of_stored(size_t vlen)
 
 Test(slab, items_use_the_smallest_fitting_class, .init = fx_start_default, .fini = fx_stop, .timeout = 10)
 {
-    /* header 56 + key 5 + value + 2 */
-    cr_expect_eq(class_of_stored(96 - 56 - 5 - 2), 0);
-    cr_expect_eq(class_of_stored(96 - 56 - 5 - 1), 1);
-    cr_expect_eq(class_of_stored(120 - 56 - 5 - 2), 1);
-    cr_expect_eq(class_of_stored(100), 3); /* 163 bytes -> 192 */
+    /* header + key 5 + value + 2 */
+    const size_t h = CACHE_ITEM_HEADER;
+    cr_expect_eq(class_of_stored(96 - h - 5 - 2), 0);
+    cr_expect_eq(class_of_stored(96 - h - 5 - 1), 1);
+    cr_expect_eq(class_of_stored(120 - h - 5 - 2), 1);
+    cr_expect_eq(class_of_stored(152 - h - 5 - 2), 2);
+    cr_expect_eq(class_of_stored(152 - h - 5 - 1), 3);
     cr_expect_eq(class_of_stored(600 * 1024), cache_class_count() - 1);
 }
 
@@ -164,6 +201,54 @@ Test(slab, full_cache_without_eviction_still_reclaims_expired_items, .timeout = 
     cr_assert_lt(n, 50000, "the cache should have filled");
     fx_advance(11);
     cr_expect_eq(fx_store("new", v, sizeof(v), 0, 0, CACHE_SET, 0, NULL), CACHE_OK);
+    fx_stop();
+}
+
+Test(slab, large_items_share_hash_chains_and_reuse_their_slots, .timeout = 20)
+{
+    /* 1024 buckets, a few thousand keys: chains mix slab chunks and large
+     * items (named by slot), and slots freed by deletes are taken again. */
+    struct cache_options o = fx_options(64);
+    o.slab_chunk_max = 16 * 1024;
+    o.hashpower = 10;
+    fx_start(&o);
+    size_t big = 20 * 1024;
+    char *v = malloc(big);
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned i = 0; i < 3000; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), "k%u", i);
+            size_t vlen = i % 10 == 0 ? big : 10 + i % 50;
+            memset(v, 'a' + (i + round) % 26, vlen);
+            cr_assert_eq(fx_store(key, v, vlen, i, 0, CACHE_SET, 0, NULL), CACHE_OK, "%s", key);
+        }
+        for (unsigned i = round % 2; i < 3000; i += 2) {
+            char key[16];
+            snprintf(key, sizeof(key), "k%u", i);
+            cr_assert_eq(cache_delete(key, strlen(key)), CACHE_OK, "%s", key);
+        }
+        fx_verify();
+        for (unsigned i = 0; i < 3000; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), "k%u", i);
+            struct item *it = cache_get(key, strlen(key));
+            if (i % 2 == round % 2) {
+                cr_expect_null(it, "%s was deleted", key);
+                cache_release(&it);
+                continue;
+            }
+            cr_assert_not_null(it, "%s", key);
+            size_t vlen = i % 10 == 0 ? big : 10 + i % 50;
+            cr_expect_eq(item_nbytes(it), vlen + 2, "%s", key);
+            cr_expect_eq(item_flags(it), i);
+            cr_expect_eq(item_value(it)[vlen - 1], 'a' + (i + round) % 26, "%s", key);
+            cache_release(&it);
+        }
+    }
+    free(v);
+    struct cache_stats st;
+    cache_stats_get(&st);
+    cr_expect_eq(st.ops.evictions, 0, "all of it fits: nothing but deletes freed slots");
     fx_stop();
 }
 

@@ -30,7 +30,7 @@ Test(stats, counters_follow_the_operations)
     cr_expect_eq(st.ops.incr_misses, 1);
     cr_expect_eq(st.curr_items, 1);
     cr_expect_eq(st.ops.total_items, 2);
-    cr_expect_eq(st.bytes, 56 + 1 + 4, "one item: header, key 'b', '22\\r\\n'");
+    cr_expect_eq(st.bytes, CACHE_ITEM_HEADER + 1 + 4, "one item: header, key 'b', '22\\r\\n'");
     cr_expect_eq(st.limit_maxbytes, 64u << 20);
     cr_expect_eq(st.total_malloced, 1u << 20);
 }
