@@ -67,7 +67,7 @@ wake_maintainer(void)
 static void
 free_item(struct item *it)
 {
-    struct slab_class *cls = &cache.classes[it->clsid];
+    struct slab_class *cls = &cache.classes[item_clsid(it)];
     pthread_mutex_lock(&cls->lock);
     slab_put_locked(it);
     pthread_mutex_unlock(&cls->lock);
@@ -76,7 +76,7 @@ free_item(struct item *it)
 void
 item_link(struct item *it, uint64_t hv)
 {
-    struct slab_class *cls = &cache.classes[it->clsid];
+    struct slab_class *cls = &cache.classes[item_clsid(it)];
     item_new_cas(it);
     it->atime = clock_now();
     atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the table's; dropped in item_unlink */
@@ -84,9 +84,9 @@ item_link(struct item *it, uint64_t hv)
     item_set_bits(it, ITEM_LINKED);
     ht_insert(it, hv);
     lru_insert_locked(it);
-    lru_balance_locked(it->clsid);
+    lru_balance_locked(item_clsid(it));
     pthread_mutex_unlock(&cls->lock);
-    STAT_INC(it->clsid, total_items);
+    STAT_INC(item_clsid(it), total_items);
     if (ht_count(1))
         wake_maintainer();
 }
@@ -94,7 +94,7 @@ item_link(struct item *it, uint64_t hv)
 void
 item_unlink(struct item *it, uint64_t hv)
 {
-    struct slab_class *cls = &cache.classes[it->clsid];
+    struct slab_class *cls = &cache.classes[item_clsid(it)];
     pthread_mutex_lock(&cls->lock);
     ht_remove(it, hv);
     lru_remove_locked(it);
@@ -124,10 +124,10 @@ item_reclaim_if_dead_locked(struct item *it, uint64_t hv, uint32_t now)
     enum item_death death = item_death(it, now);
     if (death == ITEM_ALIVE)
         return false;
-    STAT_INC(it->clsid, reclaimed);
+    STAT_INC(item_clsid(it), reclaimed);
     /* Flushed ones count too, as memcached's lru_pull_tail counts them. */
     if (!item_has(it, ITEM_FETCHED))
-        STAT_INC(it->clsid, expired_unfetched);
+        STAT_INC(item_clsid(it), expired_unfetched);
     item_reclaim_locked(it, hv);
     return true;
 }
@@ -191,7 +191,8 @@ alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
         return CACHE_BAD_KEY;
     if (nbytes > UINT32_MAX)
         return CACHE_TOO_LARGE;
-    size_t total = item_total(nkey, (size_t)nbytes);
+    size_t flags_len = flags != 0 ? sizeof(flags) : 0; /* as memcached: only when not 0 */
+    size_t total = item_total(nkey, flags_len, (size_t)nbytes);
     int id = slab_class_for(total);
     if (id < 0)
         return CACHE_TOO_LARGE;
@@ -203,11 +204,15 @@ alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
     it->h_next = it->prev = it->next = 0;
     it->exptime = rel_exptime;
     it->nbytes = (uint32_t)nbytes;
-    it->flags = flags;
     it->nkey = (uint8_t)nkey;
     memcpy(it->data, key, nkey);
     if (cache.value_off != 0)
         memset(it->data + nkey, 0, cache.value_off); /* no upstream CAS yet */
+    if (flags != 0) {
+        /* After the value, which the caller writes: nbytes bytes, no more. */
+        it->cls |= ITEM_CLS_FLAGS;
+        memcpy(item_value(it) + nbytes, &flags, sizeof(flags));
+    }
     atomic_store_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's */
     *out = it;
     return CACHE_OK;
@@ -232,9 +237,9 @@ find_live(const char *key, size_t nkey, uint64_t hv)
     if (death == ITEM_ALIVE)
         return it;
     if (death == ITEM_EXPIRED)
-        STAT_INC(it->clsid, get_expired);
+        STAT_INC(item_clsid(it), get_expired);
     else
-        STAT_INC(it->clsid, get_flushed);
+        STAT_INC(item_clsid(it), get_flushed);
     item_unlink(it, hv);
     return NULL;
 }
@@ -273,7 +278,7 @@ lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
     ht_unlock(hv);
     if (touch) {
         if (it)
-            STAT_INC(it->clsid, touch_hits);
+            STAT_INC(item_clsid(it), touch_hits);
         else
             STAT_INC(STAT_NOCLASS, touch_misses);
     } else {
@@ -284,8 +289,8 @@ lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
                 [LRU_COLD] = offsetof(struct cache_op_stats, hits_to_cold),
                 [LRU_TEMP] = offsetof(struct cache_op_stats, hits_to_temp),
             };
-            STAT_INC(it->clsid, get_hits);
-            stats_add(it->clsid, hits_to[seg], 1);
+            STAT_INC(item_clsid(it), get_hits);
+            stats_add(item_clsid(it), hits_to[seg], 1);
         } else {
             STAT_INC(STAT_NOCLASS, get_misses);
         }
@@ -341,7 +346,7 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
     struct item *stored = it;
     enum cache_result r = CACHE_OK;
 
-    STAT_INC(it->clsid, cmd_set);
+    STAT_INC(item_clsid(it), cmd_set);
     ht_lock(hv);
     struct item *old = find_live(it->data, it->nkey, hv);
     switch (op) {
@@ -391,16 +396,16 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
         } else if (!cache.opts.use_cas || (item_meta(old) & META_CAS_MASK) != cas_in) {
             if (op == CACHE_CAS_STALE && cache.opts.use_cas &&
                 cas_in < (item_meta(old) & META_CAS_MASK)) {
-                STAT_INC(old->clsid, cas_hits);
+                STAT_INC(item_clsid(old), cas_hits);
                 lease_stale_store(old, it);
                 replace_linked(old, it, hv);
                 break;
             }
             /* With CAS off (-C) no unique can match, as in memcached. */
-            STAT_INC(old->clsid, cas_badval);
+            STAT_INC(item_clsid(old), cas_badval);
             r = CACHE_EXISTS;
         } else {
-            STAT_INC(old->clsid, cas_hits);
+            STAT_INC(item_clsid(old), cas_hits);
             replace_linked(old, it, hv);
         }
         break;
@@ -417,7 +422,7 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
 void
 cache_count_set(const struct item *it)
 {
-    STAT_INC(it->clsid, cmd_set);
+    STAT_INC(item_clsid(it), cmd_set);
 }
 
 enum cache_result
@@ -429,7 +434,7 @@ cache_delete(const char *key, size_t nkey)
     ht_lock(hv);
     struct item *it = find_live(key, nkey, hv);
     if (it != NULL) {
-        STAT_INC(it->clsid, delete_hits);
+        STAT_INC(item_clsid(it), delete_hits);
         item_unlink(it, hv);
     } else {
         STAT_INC(STAT_NOCLASS, delete_misses);
@@ -478,7 +483,7 @@ cache_touch(const char *key, size_t nkey, int64_t exptime)
     if (it != NULL) {
         it->exptime = item_exptime_for(exptime);
         note_read(it);
-        STAT_INC(it->clsid, touch_hits);
+        STAT_INC(item_clsid(it), touch_hits);
         upstream_bump(hv);
     } else {
         STAT_INC(STAT_NOCLASS, touch_misses);
@@ -543,10 +548,10 @@ cache_arith(const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t *r
     } else {
         if (incr) {
             value += delta; /* wraps at 2^64, as memcached does */
-            STAT_INC(it->clsid, incr_hits);
+            STAT_INC(item_clsid(it), incr_hits);
         } else {
             value = delta > value ? 0 : value - delta;
-            STAT_INC(it->clsid, decr_hits);
+            STAT_INC(item_clsid(it), decr_hits);
         }
         char buf[24];
         int len = snprintf(buf, sizeof(buf), "%" PRIu64, value);

@@ -10,17 +10,18 @@
  * Item memory (one slab chunk, or one large mapping above slab_chunk_max,
  * sized to the item rounded up to 4 KiB; see slab.c for why):
  *
- *   +-------------------------------+  struct item: 40 bytes
+ *   +-------------------------------+  struct item: 36 bytes
  *   | h_next | lru prev | lru next  |  32-bit refs, not pointers   (12)
  *   | exptime                       |  rel-time s, 0 = never        (4)
  *   | state bits:8 | cas:56         |  one atomic word              (8)
  *   | nbytes                        |  value bytes + 2              (4)
- *   | refcount:16 | nkey | class    |                               (4)
- *   | atime | flags                 |  rel-time s of the last read  (8)
+ *   | refcount:16 | nkey | class    |  class index:6 | has-flags    (4)
+ *   | atime                         |  rel-time s of the last read  (4)
  *   +-------------------------------+
  *   | key (nkey bytes, no NUL)      |
  *   | upstream CAS (8, --l2 only)   |
  *   | value ... "\r\n"              |  written to a socket straight from here
+ *   | client flags (4, only if != 0)|  as memcached, none when 0
  *   +-------------------------------+
  *
  * A ref is the chunk's offset in the slab arena in 8-byte units (a shift and
@@ -37,7 +38,7 @@
 
 #define CACHE_KEY_MAX 250
 /* Bytes of an item ahead of its key (the picture above). */
-#define CACHE_ITEM_HEADER 40
+#define CACHE_ITEM_HEADER 36
 /* Expiry times above this many seconds are absolute unix times (memcached). */
 #define CACHE_REALTIME_MAXDELTA (60 * 60 * 24 * 30)
 
@@ -244,8 +245,9 @@ cache_get_touch(const char *key, size_t nkey, int64_t exptime);
 
 /* Allocates an unlinked item for key with room for vlen value bytes plus the
  * "\r\n" terminator, which the caller writes (the value is read straight into
- * item_value()). On success *out holds one reference. Fails with
- * CACHE_TOO_LARGE (beyond item_max) or CACHE_NO_MEMORY. */
+ * item_value()), and nothing past them: the client flags may follow. On
+ * success *out holds one reference. Fails with CACHE_TOO_LARGE (beyond
+ * item_max) or CACHE_NO_MEMORY. */
 enum cache_result
 cache_alloc(struct item **out, const char *key, size_t nkey, uint32_t flags,
             int64_t exptime, uint32_t vlen);

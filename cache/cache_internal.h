@@ -49,6 +49,13 @@
 #define ITEM_STALE META_BIT(6)      /* its value is known to be outdated (X) */
 #define ITEM_KEY_BINARY META_BIT(7) /* the key came base64-encoded (meta b) */
 
+/* item.cls: the slab class index in the low bits, and a mark of what the
+ * item holds. Set when the chunk is taken (class lock) and before the item
+ * is linked, so it never changes while anyone else can see the item. */
+#define ITEM_CLS_MASK 0x3f        /* class index; CLASS_MAX fits */
+#define ITEM_CLS_FLAGS 0x40       /* 4 bytes of client flags follow the value */
+_Static_assert(CLASS_MAX <= ITEM_CLS_MASK + 1, "class index must fit item.cls");
+
 enum lru_seg { LRU_HOT = 0, LRU_WARM = 1, LRU_COLD = 2, LRU_TEMP = 3, LRU_SEGS = 4 };
 
 /* A slab chunk that holds no item says why in nbytes (an item's is >= 2):
@@ -86,13 +93,14 @@ struct item {
     uint32_t nbytes;            /* value bytes + 2 for "\r\n" */
     _Atomic uint16_t refcount;
     uint8_t nkey;
-    uint8_t clsid;              /* index into cache.classes; fixed for life */
+    uint8_t cls;                /* class index | ITEM_CLS_FLAGS; fixed while linked */
     uint32_t atime;             /* rel time of the last read or store (stripe lock) */
-    uint32_t flags;             /* client flags */
-    char data[];                /* key, [upstream CAS], value "\r\n" */
+    char data[];                /* key, [upstream CAS], value "\r\n", client flags if not 0 */
 };
 
-/* 40 bytes. See cache.h for the picture. */
+/* 36 bytes, data right after atime (the struct's own size rounds up to 40,
+ * which nothing uses). See cache.h for the picture and docs/memory.md for
+ * why each field stays. */
 #define ITEM_HEADER offsetof(struct item, data)
 _Static_assert(offsetof(struct item, data) == CACHE_ITEM_HEADER, "item header is CACHE_ITEM_HEADER bytes");
 _Static_assert(offsetof(struct item, meta) % 8 == 0, "meta must be 8-byte aligned in an aligned chunk");
@@ -217,16 +225,32 @@ item_ref(const struct item *it)
 }
 
 /* --- item.c ------------------------------------------------------------ */
-static inline size_t
-item_total(size_t nkey, size_t nbytes)
+static inline unsigned
+item_clsid(const struct item *it)
 {
-    return ITEM_HEADER + nkey + cache.value_off + nbytes;
+    return it->cls & ITEM_CLS_MASK;
+}
+
+/* Bytes of client flags after the value: 4, or 0 when they are 0. After
+ * the value, not before it, so that finding the value (every reply) costs
+ * nothing more; only reading flags that are there does. */
+static inline size_t
+item_flags_len(const struct item *it)
+{
+    _Static_assert(ITEM_CLS_FLAGS >> 4 == 4, "flags length from the cls bit");
+    return (size_t)((it->cls >> 4) & 4);
+}
+
+static inline size_t
+item_total(size_t nkey, size_t flags_len, size_t nbytes)
+{
+    return ITEM_HEADER + nkey + flags_len + cache.value_off + nbytes;
 }
 
 static inline size_t
 item_size(const struct item *it)
 {
-    return item_total(it->nkey, it->nbytes);
+    return item_total(it->nkey, item_flags_len(it), it->nbytes);
 }
 
 static inline uint64_t
@@ -299,7 +323,7 @@ item_hash_key(const char *key, size_t nkey);
 static inline uint32_t
 item_mc_size(const struct item *it)
 {
-    return cache_item_size(it->nkey, it->flags, it->nbytes);
+    return cache_item_size(it->nkey, item_flags(it), it->nbytes);
 }
 
 /* Fills v from a linked item; class lock held. */

@@ -114,9 +114,9 @@ crawl_eval(struct item *it, uint64_t hv, uint32_t now)
     enum item_death death = item_death(it, now);
     if (death == ITEM_ALIVE)
         return;
-    STAT_INC(it->clsid, crawler_reclaimed);
+    STAT_INC(item_clsid(it), crawler_reclaimed);
     if (death == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED))
-        STAT_INC(it->clsid, expired_unfetched);
+        STAT_INC(item_clsid(it), expired_unfetched);
     item_reclaim_locked(it, hv);
 }
 

@@ -36,7 +36,7 @@ item_view(const struct item *it, uint32_t now, struct cache_item_view *v)
     v->idle = now > it->atime ? now - it->atime : 0;
     v->atime = (int64_t)clock_process_started() + it->atime;
     v->dead = item_death(it, now) != ITEM_ALIVE;
-    v->class_id = it->clsid + 1u;
+    v->class_id = item_clsid(it) + 1u;
     v->size = item_mc_size(it);
 }
 

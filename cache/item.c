@@ -39,7 +39,10 @@ item_nbytes(const struct item *it)
 uint32_t
 item_flags(const struct item *it)
 {
-    return it->flags;
+    uint32_t flags = 0;
+    if (it->cls & ITEM_CLS_FLAGS) /* stored only when not 0 */
+        memcpy(&flags, item_value_const(it) + it->nbytes, sizeof(flags));
+    return flags;
 }
 
 uint64_t

@@ -67,7 +67,7 @@ item_ttl(const struct item *it)
 unsigned
 item_class_id(const struct item *it)
 {
-    return it->clsid + 1;
+    return item_clsid(it) + 1;
 }
 
 size_t
@@ -202,9 +202,9 @@ cache_meta_get(const char *key, size_t nkey, struct cache_mget *g)
     ht_unlock(hv);
     if (!g->discard) {
         if (g->touched)
-            STAT_INC(it->clsid, touch_hits);
+            STAT_INC(item_clsid(it), touch_hits);
         else
-            STAT_INC(it->clsid, get_hits);
+            STAT_INC(item_clsid(it), get_hits);
     }
     return it;
 }
@@ -242,10 +242,10 @@ arith_apply(struct item *it, uint64_t hv, struct cache_marith *a, struct item **
         return CACHE_NOT_NUMBER;
     if (a->incr) {
         value += a->delta; /* wraps at 2^64, as memcached does */
-        STAT_INC(it->clsid, incr_hits);
+        STAT_INC(item_clsid(it), incr_hits);
     } else {
         value = a->delta > value ? 0 : value - a->delta;
-        STAT_INC(it->clsid, decr_hits);
+        STAT_INC(item_clsid(it), decr_hits);
     }
     a->value = value;
     char buf[24];
@@ -334,7 +334,7 @@ cache_meta_delete(const char *key, size_t nkey, const struct cache_mdelete *d)
         STAT_INC(STAT_NOCLASS, delete_misses);
         r = CACHE_MISS;
     } else if (d->has_cas && item_cas(it) != d->cas) {
-        STAT_INC(it->clsid, delete_misses);
+        STAT_INC(item_clsid(it), delete_misses);
         r = CACHE_EXISTS;
     } else if (d->stale && cache.value_off == 0) {
         if (d->has_exptime)
@@ -343,7 +343,7 @@ cache_meta_delete(const char *key, size_t nkey, const struct cache_mdelete *d)
     } else {
         /* A near copy of a shared store is never kept stale: the store
          * keeps the stale value and its lease (upstream.c). */
-        STAT_INC(it->clsid, delete_hits);
+        STAT_INC(item_clsid(it), delete_hits);
         item_unlink(it, hv);
     }
     if (r == CACHE_OK)

@@ -66,7 +66,7 @@ lru_seg_for(const struct item *it, uint32_t now)
 void
 lru_insert_locked(struct item *it)
 {
-    struct slab_class *cls = &cache.classes[it->clsid];
+    struct slab_class *cls = &cache.classes[item_clsid(it)];
     list_push(cls, it, lru_seg_for(it, clock_now()));
     cls->linked++;
     cls->bytes += item_size(it);
@@ -75,7 +75,7 @@ lru_insert_locked(struct item *it)
 void
 lru_remove_locked(struct item *it)
 {
-    struct slab_class *cls = &cache.classes[it->clsid];
+    struct slab_class *cls = &cache.classes[item_clsid(it)];
     list_unlink(cls, it);
     cls->linked--;
     cls->bytes -= item_size(it);
@@ -198,7 +198,7 @@ lru_reclaim_locked(unsigned id)
 void
 lru_replace_locked(struct item *old, struct item *fresh)
 {
-    struct slab_class *cls = &cache.classes[old->clsid];
+    struct slab_class *cls = &cache.classes[item_clsid(old)];
     struct lru_list *l = &cls->lru[item_seg(old)];
     struct item *prev = item_at(old->prev), *next = item_at(old->next);
     fresh->prev = old->prev;

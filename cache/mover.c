@@ -170,7 +170,7 @@ vacate_begin_locked(struct vacate *v)
     if (cls->npages > 0 && cls->pages[cls->npages - 1] == v->page) {
         while (cls->cur_carved < cls->perslab) {
             struct item *it = chunk_at(cls, v->page, cls->cur_carved++);
-            it->clsid = (uint8_t)v->id;
+            it->cls = (uint8_t)v->id;
             slab_claim_locked(cls, it);
         }
     }
@@ -200,7 +200,7 @@ spare_chunk_locked(struct slab_class *cls)
     if (cls->npages > 0 && cls->cur_carved < cls->perslab &&
         !in_any_vacating(cls, cls->pages[cls->npages - 1])) {
         struct item *it = chunk_at(cls, cls->pages[cls->npages - 1], cls->cur_carved++);
-        it->clsid = (uint8_t)(cls - cache.classes);
+        it->cls = (uint8_t)(cls - cache.classes);
         return it;
     }
     return NULL;
@@ -319,7 +319,7 @@ vacate_abandon_locked(struct vacate *v)
         struct item *it = chunk_at(cls, v->page, c);
         if (atomic_load(&it->refcount) == 0 && it->nbytes == CHUNK_CLAIMED) {
             cls->claimed--;
-            it->clsid = (uint8_t)v->id;
+            it->cls = (uint8_t)v->id;
             slab_free_push_locked(cls, it);
         }
     }

@@ -381,7 +381,7 @@ slab_page_add_locked(unsigned id, char *page)
         char *cur = cls->pages[cls->npages - 1];
         while (cls->cur_carved < cls->perslab) {
             struct item *it = (struct item *)(cur + (size_t)cls->cur_carved++ * cls->size);
-            it->clsid = (uint8_t)id;
+            it->cls = (uint8_t)id;
             slab_free_push_locked(cls, it);
         }
     }
@@ -576,7 +576,7 @@ slab_take_locked(unsigned id, size_t total)
          * handed out for a free one. */
         atomic_store_explicit(&it->refcount, 1, memory_order_relaxed);
         it->nbytes = 2;
-        it->clsid = (uint8_t)id;
+        it->cls = (uint8_t)id;
     }
     return it;
 }
@@ -584,7 +584,7 @@ slab_take_locked(unsigned id, size_t total)
 void
 slab_put_locked(struct item *it)
 {
-    struct slab_class *cls = &cache.classes[it->clsid];
+    struct slab_class *cls = &cache.classes[item_clsid(it)];
     atomic_store_explicit(&it->meta, 0, memory_order_relaxed);
     if (cls->large) {
         uint64_t charge = slab_large_charge(item_size(it));

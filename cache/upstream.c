@@ -91,7 +91,7 @@ cache_store_upstream(struct item *it, uint64_t ticket, bool is_write)
     }
     if (is_write) {
         upstream_bump(hv);
-        STAT_INC(it->clsid, cmd_set);
+        STAT_INC(item_clsid(it), cmd_set);
     }
     ht_unlock(hv);
     return r;

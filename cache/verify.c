@@ -35,7 +35,7 @@ check_lists(unsigned c, char *err, size_t errlen)
             charge += slab_large_charge(item_size(it));
             unsigned refs = atomic_load(&it->refcount);
             if (it->prev != item_ref(prev) || item_seg(it) != seg || !item_has(it, ITEM_LINKED)
-                || it->clsid != c || refs != 1 || item_at(item_ref(it)) != it)
+                || item_clsid(it) != c || refs != 1 || item_at(item_ref(it)) != it)
                 return fail(err, errlen, "class %u seg %u: item %.*s links/state/refcount(%u) wrong",
                             c, seg, it->nkey, it->data, refs);
         }

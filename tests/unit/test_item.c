@@ -83,6 +83,24 @@ Test(item, layout_holds_key_then_value_with_crlf)
     cache_release(&it);
 }
 
+Test(item, client_flags_take_room_only_when_not_zero)
+{
+    /* As memcached: the flags word is kept only for flags other than 0. */
+    const uint32_t flags[] = { 0, 1, 0x80000000u, UINT32_MAX };
+    for (unsigned i = 0; i < 4; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "f%u", i);
+        cr_assert_eq(fx_store(key, "v\r\n", 3, flags[i], 0, CACHE_SET, 0, NULL), CACHE_OK);
+        struct item *it = cache_get(key, strlen(key));
+        cr_assert_not_null(it);
+        cr_expect_eq(item_flags(it), flags[i], "%s", key);
+        cr_expect_eq(item_total_size(it), CACHE_ITEM_HEADER + 2 + 5 + (flags[i] != 0 ? 4 : 0), "%s", key);
+        cr_expect_eq(memcmp(item_value(it), "v\r\n\r\n", 5), 0, "the flags sit past the value");
+        cache_release(&it);
+    }
+    fx_verify();
+}
+
 Test(item, appends_and_counters_keep_the_flags)
 {
     cr_assert_eq(fx_store("a", "1", 1, 77, 0, CACHE_SET, 0, NULL), CACHE_OK);

@@ -48,6 +48,29 @@ Test(upstream, a_kept_copy_reports_the_stores_cas_and_its_value_intact)
     fx_stop();
 }
 
+Test(upstream, the_stores_cas_flags_and_value_do_not_overlap)
+{
+    start_upstream();
+    /* Key, the store's CAS, the value, then the flags (copy_of sets 7). */
+    const uint64_t cas = UINT64_C(0x0102030405060708);
+    cr_assert_eq(keep("key", "", cas, cache_ticket("key", 3), false), CACHE_OK);
+    cr_assert_eq(keep("k2", "0123456789", cas + 1, cache_ticket("k2", 2), false), CACHE_OK);
+    struct item *it = cache_get("key", 3);
+    cr_assert_not_null(it);
+    cr_expect_eq(item_cas(it), cas);
+    cr_expect_eq(item_flags(it), 7);
+    cr_expect_eq(memcmp(item_value(it), "\r\n", 2), 0);
+    cr_expect_eq(item_total_size(it), CACHE_ITEM_HEADER + 3 + 8 + 2 + 4);
+    cache_release(&it);
+    it = cache_get("k2", 2);
+    cr_assert_not_null(it);
+    cr_expect_eq(item_cas(it), cas + 1);
+    cr_expect_eq(item_flags(it), 7);
+    cr_expect_eq(memcmp(item_value(it), "0123456789\r\n", 12), 0);
+    cache_release(&it);
+    fx_stop();
+}
+
 Test(upstream, a_fill_overtaken_by_a_peers_drop_of_an_absent_key_is_not_kept)
 {
     start_upstream();
