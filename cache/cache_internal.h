@@ -27,9 +27,9 @@
 #define HT_STRIPES 1024         /* stripe locks; initial table has >= this many buckets */
 #define HT_POWER_MIN 10
 #define HT_POWER_MAX 32
-/* Chunks are multiples of this (memcached's CHUNK_ALIGN_BYTES); a -m too
- * large for 32-bit refs in 8-byte units takes a larger unit (see refs). */
-#define CACHE_ALIGN 8
+/* Chunks are multiples of this (memcached's CHUNK_ALIGN_BYTES), the unit of
+ * refs; a -m too large for 32-bit refs in it takes a larger one (see refs). */
+#define CACHE_ALIGN_SHIFT 3
 /* memcached's sizeof(item) without its CAS: slab classes grow from this plus
  * -n, so they are memcached's own sizes (96 120 152 ...) whatever ours is. */
 #define SLAB_GEOMETRY_HEADER 48
@@ -50,8 +50,9 @@
 #define ITEM_KEY_BINARY META_BIT(7) /* the key came base64-encoded (meta b) */
 
 /* item.cls: the slab class index in the low bits, and a mark of what the
- * item holds. Set when the chunk is taken (class lock) and before the item
- * is linked, so it never changes while anyone else can see the item. */
+ * item holds. Set when the chunk is taken (class lock), then by the thread
+ * that fills the item before linking it, so it never changes while anyone
+ * else can see the item. */
 #define ITEM_CLS_MASK 0x3f        /* class index; CLASS_MAX fits */
 #define ITEM_CLS_FLAGS 0x40       /* 4 bytes of client flags follow the value */
 _Static_assert(CLASS_MAX <= ITEM_CLS_MASK + 1, "class index must fit item.cls");

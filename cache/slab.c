@@ -83,7 +83,7 @@ static bool
 arena_setup(uint64_t budget_pages, char *err, size_t errlen)
 {
     uint64_t page = cache.opts.page_size;
-    unsigned shift = 3;
+    unsigned shift = CACHE_ALIGN_SHIFT;
     /* Slab refs run from 1 to REF_LARGE_BASE - 1. */
     while ((((uint64_t)REF_LARGE_BASE - 2) << shift) / page < budget_pages)
         shift++;
