@@ -65,6 +65,7 @@ struct bench_opts {
     uint32_t depth;
     bool preload;
     bool verify;                /* compare value content, not just length */
+    bool frames_only;           /* check framing and sizes only (the ceiling) */
     const char *stats_arg;
     uint32_t count;             /* inval iterations */
     bool inval_delete;
@@ -666,11 +667,12 @@ conn_parse(struct conn *c, uint64_t t, size_t *need)
                 return false;
             }
             wl = key_fmt(r->key[0], want);
-            if (wl != klen || memcmp(want, k, klen) != 0) {
+            if (!opt.frames_only && (wl != klen || memcmp(want, k, klen) != 0)) {
                 conn_kill(c, "VA for a key not asked");
                 return false;
             }
-            if (flags != FLAGS_OF(r->key[0]) || !value_check(r->key[0], s + len + 2, bytes)) {
+            if (opt.frames_only ? bytes != opt.value
+                                : flags != FLAGS_OF(r->key[0]) || !value_check(r->key[0], s + len + 2, bytes)) {
                 if (w->recording) w->c.errors++;
             }
             c->khits = 1;
@@ -699,12 +701,13 @@ conn_parse(struct conn *c, uint64_t t, size_t *need)
                 return false;
             }
             /* The reply holds the asked keys in order, each at most once per ask. */
-            for (j = c->kpos; j < r->nkeys; j++) {
+            for (j = c->kpos; j < r->nkeys && !opt.frames_only; j++) {
                 uint32_t wl = key_fmt(r->key[j], want);
                 if (wl == klen && memcmp(want, k, klen) == 0) break;
             }
             if (j == r->nkeys) { conn_kill(c, "VALUE for a key not asked"); return false; }
-            if (flags != FLAGS_OF(r->key[j]) || !value_check(r->key[j], s + len + 2, bytes)) {
+            if (opt.frames_only ? bytes != opt.value
+                                : flags != FLAGS_OF(r->key[j]) || !value_check(r->key[j], s + len + 2, bytes)) {
                 if (w->recording) w->c.errors++;
             }
             c->kpos = j + 1;
@@ -1175,6 +1178,8 @@ usage(FILE *f)
         "                           sets as \"ms <key> <bytes> F<flags>\"\n"
         "  -P, --preload            set the whole key space before the run\n"
         "      --no-verify          check value lengths only, not content\n"
+        "      --frames-only        check replies' framing and sizes only, not keys, flags\n"
+        "                           or content (for tests/bench/ceiling's constant replies)\n"
         "      --max-miss FRAC      run invalid when misses exceed FRAC of keys asked (1)\n"
         "      --timeout SEC        bound on load, stats, connect and a whole inval run (120)\n"
         "      --stats-arg ARG      stats mode: e.g. slabs, settings\n"
@@ -1227,7 +1232,7 @@ int
 main(int argc, char **argv)
 {
     enum { O_KEYMIN = 256, O_KEYMAX, O_NOVERIFY, O_TIMEOUT, O_STATSARG, O_PEER, O_INVALOP, O_SEED, O_MAXMISS, O_META,
-           O_TWOTIER, O_L1TTL };
+           O_TWOTIER, O_L1TTL, O_FRAMES };
     static const struct option longs[] = {
         {"server", 1, 0, 's'}, {"mode", 1, 0, 'M'}, {"conns", 1, 0, 'c'},
         {"threads", 1, 0, 'T'}, {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
@@ -1236,7 +1241,7 @@ main(int argc, char **argv)
         {"depth", 1, 0, 'D'}, {"preload", 0, 0, 'P'}, {"no-verify", 0, 0, O_NOVERIFY},
         {"timeout", 1, 0, O_TIMEOUT}, {"stats-arg", 1, 0, O_STATSARG}, {"peer", 1, 0, O_PEER},
         {"inval-op", 1, 0, O_INVALOP}, {"count", 1, 0, 'n'}, {"seed", 1, 0, O_SEED}, {"max-miss", 1, 0, O_MAXMISS},
-        {"meta", 0, 0, O_META},
+        {"meta", 0, 0, O_META}, {"frames-only", 0, 0, O_FRAMES},
         {"two-tier", 1, 0, O_TWOTIER}, {"l1-ttl", 1, 0, O_L1TTL},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
@@ -1289,6 +1294,7 @@ main(int argc, char **argv)
         case O_SEED: opt.seed = arg_u32(optarg, 0, UINT32_MAX) * 0x9e3779b97f4a7c15ull + 1; break;
         case O_MAXMISS: opt.max_miss = arg_sec(optarg, 1.0); break;
         case O_META: opt.meta = true; break;
+        case O_FRAMES: opt.frames_only = true; opt.verify = false; break;
         case O_TWOTIER:
             split_hostport(optarg, opt.tier_host, sizeof(opt.tier_host), opt.tier_port, sizeof(opt.tier_port));
             break;
