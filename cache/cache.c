@@ -310,6 +310,18 @@ cache_get_touch(const char *key, size_t nkey, int64_t exptime)
     return lookup(key, nkey, true, exptime);
 }
 
+uint64_t
+cache_key_hash(const char *key, size_t nkey)
+{
+    return item_hash_key(key, nkey);
+}
+
+void
+cache_prefetch(uint64_t hv, unsigned step)
+{
+    ht_prefetch(hv, step);
+}
+
 /* --- stores ------------------------------------------------------------------ */
 
 /* Builds old+add (append) or add+old (prepend) in a new item; old's

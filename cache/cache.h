@@ -243,6 +243,16 @@ cache_get(const char *key, size_t nkey);
 struct item *
 cache_get_touch(const char *key, size_t nkey, int64_t exptime);
 
+/* Lookahead for a batch of lookups (pipelined or multi-key gets), which
+ * would otherwise wait on one cache miss after another: step 0 of every key
+ * of the batch starts loading its bucket, then step 1 of every key the
+ * first item of the bucket's chain, then the lookups find them in cache.
+ * Hints only: no lock, no change, nothing that can fault. */
+uint64_t
+cache_key_hash(const char *key, size_t nkey);
+void
+cache_prefetch(uint64_t hv, unsigned step);
+
 /* Allocates an unlinked item for key with room for vlen value bytes plus the
  * "\r\n" terminator, which the caller writes (the value is read straight into
  * item_value()), and nothing past them: the client flags may follow. On

@@ -469,6 +469,10 @@ bool
 ht_expanding(void);
 uint64_t
 ht_bytes(void);
+/* Lookahead without a lock (cache_prefetch): step 0 the bucket of hv,
+ * step 1 the first item of its chain. */
+void
+ht_prefetch(uint64_t hv, unsigned step);
 
 /* --- mover.c ----------------------------------------------------------- */
 /* What an allocating thread already holds: the stripe of hv (locked by this

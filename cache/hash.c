@@ -4,12 +4,17 @@
  * happens bucket by bucket on the maintenance thread: a reader only ever
  * waits for one bucket's move, never for the whole table. Only the switch of
  * table pointers at the start and end of a growth takes every stripe.
- * Buckets and chains hold 32-bit refs (cache_internal.h): 4 bytes a bucket. */
+ * Buckets and chains hold 32-bit refs (cache_internal.h): 4 bytes a bucket.
+ * Lookahead (ht_prefetch) reads a bucket with no lock: so a table, once
+ * replaced, is emptied (its pages given back) but stays mapped until
+ * teardown, and the table pointer and power are read under a sequence
+ * count: such a read may see an old bucket, never unmapped memory. */
 #include "cache/cache_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* One lock per cache line so that neighbouring stripes do not share one. */
 struct stripe {
@@ -29,7 +34,34 @@ static struct {
     _Atomic uint64_t grow_at;       /* item count that asks for growth */
     _Atomic unsigned power_seen;    /* power and expanding, readable without a lock */
     _Atomic bool expanding_seen;
+    _Atomic unsigned seq;           /* odd while primary and power change */
+    uint32_t *retired[HT_POWER_MAX + 1]; /* replaced tables, by power */
 } ht;
+
+static size_t
+table_len(unsigned power)
+{
+    return ((size_t)1 << power) * sizeof(*ht.primary);
+}
+
+/* Tables are mappings of their own, zero-filled by the kernel. */
+static uint32_t *
+table_alloc(unsigned power)
+{
+    void *p = mmap(NULL, table_len(power), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* A replaced table gives its pages back but keeps its addresses until
+ * teardown: a lookahead may still read it (and finds zeros). */
+static void
+table_retire(uint32_t *t, unsigned power)
+{
+    if (ht.retired[power] != NULL) /* a table this size retired before: unmap that one */
+        munmap(ht.retired[power], table_len(power));
+    (void)madvise(t, table_len(power), MADV_DONTNEED);
+    ht.retired[power] = t;
+}
 
 static inline uint64_t
 hmask(unsigned power)
@@ -50,7 +82,7 @@ ht_setup(unsigned power, char *err, size_t errlen)
         snprintf(err, errlen, "hashpower must be between %d and %d", HT_POWER_MIN, HT_POWER_MAX);
         return false;
     }
-    ht.primary = calloc((size_t)1 << power, sizeof(*ht.primary));
+    ht.primary = table_alloc(power);
     if (ht.primary == NULL) {
         snprintf(err, errlen, "cannot allocate a hash table of 2^%u buckets", power);
         return false;
@@ -71,8 +103,15 @@ ht_setup(unsigned power, char *err, size_t errlen)
 void
 ht_teardown(void)
 {
-    free(ht.primary);
-    free(ht.old);
+    if (ht.primary != NULL)
+        munmap(ht.primary, table_len(ht.power));
+    if (ht.old != NULL)
+        munmap(ht.old, table_len(ht.old_power));
+    for (unsigned p = 0; p <= HT_POWER_MAX; p++) {
+        if (ht.retired[p] != NULL)
+            munmap(ht.retired[p], table_len(p));
+        ht.retired[p] = NULL;
+    }
     ht.primary = ht.old = NULL;
     for (unsigned i = 0; i < HT_STRIPES; i++)
         pthread_mutex_destroy(&ht.stripes[i].lock);
@@ -194,14 +233,17 @@ ht_expand_step(void)
         /* Only this (maintenance) thread changes ht.power, so reading it here is safe. */
         if (atomic_load(&ht.items) <= atomic_load(&ht.grow_at) || ht.power >= HT_POWER_MAX)
             return false;
-        uint32_t *bigger = calloc((size_t)1 << (ht.power + 1), sizeof(*bigger));
+        uint32_t *bigger = table_alloc(ht.power + 1);
         if (bigger == NULL)
             return false; /* try again on a later step */
         lock_all();
         ht.old = ht.primary;
         ht.old_power = ht.power;
-        ht.primary = bigger;
-        ht.power++;
+        atomic_fetch_add_explicit(&ht.seq, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_release);
+        __atomic_store_n(&ht.primary, bigger, __ATOMIC_RELAXED);
+        __atomic_store_n(&ht.power, ht.power + 1, __ATOMIC_RELAXED);
+        atomic_fetch_add_explicit(&ht.seq, 1, memory_order_release);
         atomic_store(&ht.expand_bucket, 0);
         ht.expanding = true;
         unlock_all();
@@ -214,7 +256,7 @@ ht_expand_step(void)
         uint64_t b = atomic_load(&ht.expand_bucket);
         if (b == old_size) {
             lock_all();
-            free(ht.old);
+            table_retire(ht.old, ht.old_power);
             ht.old = NULL;
             ht.expanding = false;
             unlock_all();
@@ -256,4 +298,32 @@ uint64_t
 ht_bytes(void)
 {
     return (UINT64_C(1) << ht_power()) * sizeof(*ht.primary);
+}
+
+void
+ht_prefetch(uint64_t hv, unsigned step)
+{
+    /* primary and power as one consistent pair, or nothing (seqlock) */
+    unsigned s0 = atomic_load_explicit(&ht.seq, memory_order_acquire);
+    if (s0 & 1)
+        return;
+    uint32_t *t = __atomic_load_n(&ht.primary, __ATOMIC_RELAXED);
+    unsigned power = __atomic_load_n(&ht.power, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_acquire);
+    if (t == NULL || atomic_load_explicit(&ht.seq, memory_order_relaxed) != s0)
+        return;
+    uint32_t *b = &t[hv & hmask(power)];
+    if (step == 0) {
+        __builtin_prefetch(b);
+        return;
+    }
+    /* The chain's first item: its header and the key after it. The ref
+     * may be stale by now; prefetching where it points cannot fault. Only
+     * slab refs decode without a read; a large item is not worth one. */
+    uint32_t ref = __atomic_load_n(b, __ATOMIC_RELAXED);
+    if (ref != 0 && ref < REF_LARGE_BASE) {
+        const char *it = (const char *)item_at(ref);
+        __builtin_prefetch(it);
+        __builtin_prefetch(it + 64);
+    }
 }

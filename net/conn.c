@@ -19,6 +19,7 @@
 #include "net/binary.h"
 #include "net/cmd.h"
 #include "net/l2cmd.h"
+#include "net/lookahead.h"
 #include "net/proto.h"
 #include "net/watch.h"
 #include "src/clock.h"
@@ -448,6 +449,11 @@ conn_process(struct conn *c)
                 }
                 goto need_more;
             }
+            if (c->rstart >= c->look_end) {
+                /* a batch of gets: prefetch its keys' buckets and items */
+                size_t covered = lookahead(c->rbuf + c->rstart, avail);
+                c->look_end = c->rstart + (covered > 0 ? covered : 1);
+            }
             switch (proto_parse_line(c->rbuf + c->rstart, avail, &req)) {
             case PROTO_OK:
                 c->rstart += req.consumed;
@@ -464,6 +470,7 @@ conn_process(struct conn *c)
             }
         }
 need_more:
+        c->look_end = 0; /* every complete line was parsed: look again after the read */
         conn_rbuf_shrink(c);
         if (!conn_rbuf_room(c)) {
             reply_line(&c->out, "CLIENT_ERROR line too long");

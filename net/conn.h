@@ -51,6 +51,7 @@ struct conn {
 
     char *rbuf;
     size_t rcap, rstart, rend;
+    size_t look_end;    /* rbuf offset lookahead has prefetched up to */
 
     struct reply_buf out;
 

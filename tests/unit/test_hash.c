@@ -118,3 +118,53 @@ Test(hash, writes_during_growth_land_in_the_right_table)
     }
     fx_verify();
 }
+
+static void *
+prefetcher(void *arg)
+{
+    unsigned *calls = arg;
+    unsigned i = 0;
+    while (!atomic_load(&done) && i < 50000000) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i % NKEYS);
+        uint64_t hv = cache_key_hash(key, strlen(key));
+        cache_prefetch(hv, 0);
+        cache_prefetch(hv, 1);
+        i++;
+    }
+    *calls = i;
+    return NULL;
+}
+
+Test(hash, lookahead_without_a_lock_is_safe_while_the_table_grows_and_retires_tables)
+{
+    /* cache_prefetch reads buckets with no lock, so a replaced table must stay
+     * readable: a freed one would fault here (or under ASan) sooner or later. */
+    atomic_store(&done, false);
+    unsigned calls = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, prefetcher, &calls);
+    for (unsigned i = 0; i < NKEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i);
+        cr_assert_eq(fx_set(key, "v"), CACHE_OK);
+        if (i % 64 == 0)
+            while (cache_maintain())
+                ;
+    }
+    while (cache_maintain())
+        ;
+    atomic_store(&done, true);
+    pthread_join(t, NULL);
+    struct cache_stats st;
+    cache_stats_get(&st);
+    cr_expect_geq(st.hash_power_level, 14, "four doublings at least should have happened");
+    cr_expect_gt(calls, 0u);
+    for (unsigned i = 0; i < NKEYS; i += 97) {
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i);
+        struct item *it = cache_get(key, strlen(key));
+        cr_expect_not_null(it, "%s lost", key);
+        cache_release(&it);
+    }
+}
