@@ -25,7 +25,10 @@
 #include "src/clock.h"
 #include "src/log.h"
 
-/* memcached's read buffer size: a typical pipelined batch fits at once. */
+/* memcached's read buffer size: a typical pipelined batch fits at once.
+ * A connection takes one from its worker's pool only to read, and gives it
+ * back once everything in it has been parsed: an idle connection holds no
+ * read buffer (nor reply arrays, reply_buf_idle). */
 #define CONN_RBUF_INIT (16 * 1024)
 /* A multiget line may grow the buffer this far; beyond it the client gets
  * "CLIENT_ERROR line too long" and is closed (memcached grows without end). */
@@ -46,6 +49,7 @@ enum conn_stop {
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void conn_rbuf_drop(struct conn *c);
 
 static void
 conn_set_events(struct conn *c, unsigned events)
@@ -159,22 +163,17 @@ bool
 conn_create(struct worker *w, int fd, const char *listen_name)
 {
     struct conn *c = calloc(1, sizeof(*c));
-    char *rbuf = malloc(CONN_RBUF_INIT);
-    if (c == NULL || rbuf == NULL) {
-        free(c);
-        free(rbuf);
+    if (c == NULL) {
         close(fd);
         atomic_fetch_sub(&w->shared->curr_conns, 1);
         return false;
     }
     c->fd = fd;
     c->w = w;
-    c->rbuf = rbuf;
-    c->rcap = CONN_RBUF_INIT;
     c->listen_name = listen_name;
     c->state = CONN_PARSE;
     atomic_store(&c->last_cmd_time, clock_now());
-    reply_buf_init(&c->out);
+    reply_buf_init_pooled(&c->out, &w->reply_pool);
     conn_peer_name(c);
     log_debug("<%d new %s client connection", fd,
               w->shared->opts.protocol == NET_PROTOCOL_ASCII ? "ascii" : "auto-negotiating");
@@ -226,17 +225,59 @@ conn_destroy(struct conn *c)
     reply_buf_deinit(&c->out);
     log_debug("<%d connection closed.", c->fd);
     close(c->fd);
-    free(c->rbuf);
+    conn_rbuf_drop(c);
     free(c);
     atomic_fetch_sub(&w->shared->curr_conns, 1);
     net_worker_conn_gone(w);
 }
 
+/* Publishes a change of how many read buffers the worker's connections
+ * hold (delta) and how many spares its pool keeps, for `stats`. */
+static void
+conn_rbuf_count(struct worker *w, int delta)
+{
+    uint32_t held = atomic_load_explicit(&w->rbufs_held, memory_order_relaxed);
+    atomic_store_explicit(&w->rbufs_held, held + (uint32_t)delta, memory_order_relaxed);
+    atomic_store_explicit(&w->rbufs_spare, w->rbufs.n, memory_order_relaxed);
+}
+
+/* Takes a read buffer from the worker's pool if c has none. */
+static bool
+conn_rbuf_take(struct conn *c)
+{
+    if (c->rbuf != NULL)
+        return true;
+    c->rbuf = bufpool_get(&c->w->rbufs, CONN_RBUF_INIT);
+    if (c->rbuf == NULL)
+        return false;
+    c->rcap = CONN_RBUF_INIT;
+    c->rstart = c->rend = c->look_end = 0;
+    conn_rbuf_count(c->w, 1);
+    return true;
+}
+
+/* Gives the read buffer back (to the pool when it has the pool's size). */
+static void
+conn_rbuf_drop(struct conn *c)
+{
+    if (c->rbuf == NULL)
+        return;
+    if (c->rcap == CONN_RBUF_INIT)
+        bufpool_put(&c->w->rbufs, c->rbuf);
+    else
+        free(c->rbuf);
+    c->rbuf = NULL;
+    c->rcap = c->rstart = c->rend = c->look_end = 0;
+    conn_rbuf_count(c->w, -1);
+}
+
 /* Makes room after rend for at least one more read; false when the line
- * being assembled has outgrown CONN_LINE_MAX. */
+ * being assembled has outgrown CONN_LINE_MAX (or no buffer could be had). */
 static bool
 conn_rbuf_room(struct conn *c)
 {
+    if (!conn_rbuf_take(c))
+        return false;
     if (c->rstart == c->rend) {
         c->rstart = c->rend = 0;
     } else if (c->rstart > 0 && c->rcap - c->rend < c->rcap / 4) {
@@ -322,6 +363,11 @@ conn_fill_block(struct conn *c, enum conn_stop *stop, bool *drained)
         *left -= n;
     }
     while (*left > 0) {
+        if (!conn_rbuf_take(c)) {
+            c->dead = true;
+            *stop = STOP_CLOSE;
+            return false;
+        }
         /* The buffer was consumed above, so it is free for what follows. */
         c->rstart = c->rend = 0;
         struct iovec iov[2] = {
@@ -405,6 +451,10 @@ conn_process(struct conn *c)
                 continue;
             /* A watcher's input is ignored, as memcached's is; reading it
              * still tells when the client went away. */
+            if (!conn_rbuf_take(c)) {
+                c->dead = true;
+                return STOP_CLOSE;
+            }
             c->rstart = c->rend = 0;
             struct iovec iov = {.iov_base = c->rbuf, .iov_len = c->rcap};
             ssize_t got = conn_readv(c, &iov, 1);
@@ -472,6 +522,10 @@ conn_process(struct conn *c)
 need_more:
         c->look_end = 0; /* every complete line was parsed: look again after the read */
         conn_rbuf_shrink(c);
+        if (!conn_rbuf_take(c)) {
+            c->dead = true;
+            return STOP_CLOSE;
+        }
         if (!conn_rbuf_room(c)) {
             reply_line(&c->out, "CLIENT_ERROR line too long");
             c->close_after_write = true;
@@ -508,6 +562,18 @@ conn_flush(struct conn *c)
     if (r == REPLY_ERROR)
         c->dead = true;
     return r == REPLY_SENT;
+}
+
+/* Waiting for input with nothing unparsed: the read buffer and the reply
+ * arrays go back to the worker's pools (a command waiting on L2 keeps its
+ * buffer: it still has to be resumed from it). */
+static void
+conn_go_idle(struct conn *c)
+{
+    if (c->rbuf != NULL && c->rstart == c->rend && c->state != CONN_WAIT)
+        conn_rbuf_drop(c);
+    if (reply_empty(&c->out))
+        reply_buf_idle(&c->out);
 }
 
 /* One pass; destroys c when it is finished with. */
@@ -547,6 +613,7 @@ conn_run(struct conn *c)
             atomic_store_explicit(&c->stat_state, CONN_WAIT, memory_order_relaxed);
             return;
         }
+        conn_go_idle(c);
         conn_set_events(c, EV_READ);
         if (stop == STOP_YIELD)
             ev_feed_event(c->w->loop, &c->io, EV_READ); /* come back after others */

@@ -231,6 +231,8 @@ worker_main(void *arg)
     pthread_setname_np(pthread_self(), "fc-worker");
     ev_run(w->loop, 0);
     worker_close_all(w);
+    bufpool_drain(&w->rbufs);
+    reply_pool_drain(&w->reply_pool);
     atomic_fetch_sub(&workers_running, 1);
     ev_async_send(main_loop, &stopped_async);
     return NULL;

@@ -13,7 +13,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "net/bufpool.h"
 #include "net/net.h"
+#include "net/reply.h"
 
 /* Per-worker counters, memcached's names; summed on `stats`. */
 #define NET_THREAD_STATS(X) \
@@ -88,6 +90,13 @@ struct worker {
     struct waiter *l2q;         /* delivered, not yet handed to their ops */
     unsigned l2ops;             /* ops alive on this worker */
     char scratch[16384];        /* bytes swallowed after a refused store */
+    /* Spare read buffers and reply arrays: connections take them while
+     * they have something to read or send and give them back when idle. */
+    struct bufpool rbufs;
+    struct reply_pool reply_pool;
+    /* For `stats` (read_buf_*): read buffers its connections hold, and
+     * spares in rbufs; written by this worker only. */
+    _Atomic uint32_t rbufs_held, rbufs_spare;
 };
 
 /* Everything net/ shares between the acceptor and the workers. */

@@ -22,6 +22,9 @@
  * is given back once drained, so idle connections stay small. */
 #define REPLY_TEXT_KEEP (64 * 1024)
 #define REPLY_SEGS_KEEP 256
+/* First sizes of the arrays, the sizes a pool holds. */
+#define REPLY_SEGS_INIT 16
+#define REPLY_ITEMS_INIT 16
 
 /* One table: each cache result's protocol line. CACHE_OK's line is the
  * storage commands' one; delete and touch say DELETED / TOUCHED instead. */
@@ -78,6 +81,52 @@ reply_buf_init(struct reply_buf *rb)
     memset(rb, 0, sizeof(*rb));
 }
 
+void
+reply_buf_init_pooled(struct reply_buf *rb, struct reply_pool *pool)
+{
+    memset(rb, 0, sizeof(*rb));
+    rb->pool = pool;
+}
+
+/* Frees an array, or gives it to the pool when it has its first size. */
+static void
+reply_free_array(struct reply_buf *rb, struct bufpool *pool, void *p, size_t cap, size_t init)
+{
+    if (rb->pool != NULL && cap == init)
+        bufpool_put(pool, p);
+    else
+        free(p);
+}
+
+static void
+reply_free_arrays(struct reply_buf *rb)
+{
+    struct reply_pool *pl = rb->pool;
+    reply_free_array(rb, pl ? &pl->text : NULL, rb->text, rb->text_cap, REPLY_TEXT_INIT);
+    reply_free_array(rb, pl ? &pl->segs : NULL, rb->segs, rb->segs_cap, REPLY_SEGS_INIT);
+    reply_free_array(rb, pl ? &pl->items : NULL, rb->items, rb->items_cap, REPLY_ITEMS_INIT);
+    rb->text = NULL;
+    rb->segs = NULL;
+    rb->items = NULL;
+    rb->text_cap = rb->segs_cap = rb->items_cap = 0;
+}
+
+void
+reply_buf_idle(struct reply_buf *rb)
+{
+    if (rb->pending != 0 || rb->nitems != 0 || rb->nsegs != 0)
+        return;
+    reply_free_arrays(rb);
+}
+
+void
+reply_pool_drain(struct reply_pool *pool)
+{
+    bufpool_drain(&pool->text);
+    bufpool_drain(&pool->segs);
+    bufpool_drain(&pool->items);
+}
+
 static void
 reply_release_items(struct reply_buf *rb)
 {
@@ -90,21 +139,23 @@ void
 reply_buf_deinit(struct reply_buf *rb)
 {
     reply_release_items(rb);
-    free(rb->text);
-    free(rb->segs);
-    free(rb->items);
+    struct reply_pool *pool = rb->pool;
+    reply_free_arrays(rb);
     memset(rb, 0, sizeof(*rb));
+    rb->pool = pool;
 }
 
 static bool
-reply_grow(void **p, size_t *cap, size_t need, size_t elem, size_t init)
+reply_grow(void **p, size_t *cap, size_t need, size_t elem, size_t init, struct bufpool *pool)
 {
     if (need <= *cap)
         return true;
     size_t n = *cap ? *cap : init;
     while (n < need)
         n *= 2;
-    void *q = realloc(*p, n * elem);
+    /* a first array of the first size comes from the pool */
+    void *q = *cap == 0 && n == init && pool != NULL ? bufpool_get(pool, n * elem)
+                                                     : realloc(*p, n * elem);
     if (q == NULL)
         return false;
     *p = q;
@@ -125,7 +176,7 @@ reply_push_seg(struct reply_buf *rb, const char *ptr, size_t off, size_t len)
         }
     }
     if (!reply_grow((void **)&rb->segs, &rb->segs_cap, rb->nsegs + 1,
-                    sizeof(*rb->segs), 16)) {
+                    sizeof(*rb->segs), REPLY_SEGS_INIT, rb->pool ? &rb->pool->segs : NULL)) {
         rb->oom = true;
         return false;
     }
@@ -138,7 +189,7 @@ char *
 reply_reserve(struct reply_buf *rb, size_t len)
 {
     if (!reply_grow((void **)&rb->text, &rb->text_cap, rb->text_len + len, 1,
-                    REPLY_TEXT_INIT)) {
+                    REPLY_TEXT_INIT, rb->pool ? &rb->pool->text : NULL)) {
         rb->oom = true;
         return NULL;
     }
@@ -216,8 +267,13 @@ reply_utoa(char *end, uint64_t v)
 void
 reply_item_data(struct reply_buf *rb, struct item *it)
 {
+    if (item_nbytes(it) <= REPLY_COPY_MAX) {
+        reply_add(rb, item_value(it), item_nbytes(it));
+        cache_release(&it);
+        return;
+    }
     if (!reply_grow((void **)&rb->items, &rb->items_cap, rb->nitems + 1,
-                    sizeof(*rb->items), 16)) {
+                    sizeof(*rb->items), REPLY_ITEMS_INIT, rb->pool ? &rb->pool->items : NULL)) {
         rb->oom = true;
         cache_release(&it);
         return;
@@ -270,8 +326,13 @@ reply_value(struct reply_buf *rb, struct item *it, bool with_cas)
 void
 reply_item_bytes(struct reply_buf *rb, struct item *it, const char *p, size_t len)
 {
+    if (len <= REPLY_COPY_MAX) {
+        reply_add(rb, p, len);
+        cache_release(&it);
+        return;
+    }
     if (!reply_grow((void **)&rb->items, &rb->items_cap, rb->nitems + 1,
-                    sizeof(*rb->items), 16)) {
+                    sizeof(*rb->items), REPLY_ITEMS_INIT, rb->pool ? &rb->pool->items : NULL)) {
         rb->oom = true;
         cache_release(&it);
         return;
@@ -309,8 +370,9 @@ reply_rollback(struct reply_buf *rb, const struct reply_mark *m)
 void
 reply_log_since(const struct reply_buf *rb, const struct reply_mark *m, int fd)
 {
-    /* Every line a reply queues is in the text buffer, in order; values
-     * are segments pointing into items and are not in it. */
+    /* Every line a reply queues is in the text buffer, in order; so are
+     * the values of at most REPLY_COPY_MAX bytes, right after their VALUE
+     * or VA line (larger ones are segments pointing into items). */
     const char *p = rb->text + m->text_len;
     const char *end = rb->text + rb->text_len;
     while (p < end) {
@@ -319,14 +381,22 @@ reply_log_since(const struct reply_buf *rb, const struct reply_mark *m, int fd)
         size_t len = (size_t)(stop - p);
         if (len > 0 && p[len - 1] == '\r')
             len--;
+        size_t value = 0; /* bytes of a value the line announces */
         if (len > 6 && memcmp(p, "VALUE ", 6) == 0) {
             const char *key = p + 6;
             const char *sp = memchr(key, ' ', len - 6);
             log_debug(">%d sending key %.*s", fd, (int)(sp ? (size_t)(sp - key) : len - 6), key);
+            /* "VALUE key flags bytes[ cas]" */
+            const char *q = sp != NULL ? memchr(sp + 1, ' ', (size_t)(p + len - sp - 1)) : NULL;
+            value = q != NULL ? strtoull(q + 1, NULL, 10) + 2 : 0;
         } else if (!(len >= 5 && memcmp(p, "STAT ", 5) == 0)) {
             log_debug(">%d %.*s", fd, (int)len, p);
+            if (len > 3 && memcmp(p, "VA ", 3) == 0)
+                value = strtoull(p + 3, NULL, 10) + 2;
         }
         p = stop + 1;
+        if (value > 0 && value <= REPLY_COPY_MAX)
+            p += value <= (size_t)(end - p) ? value : (size_t)(end - p); /* the copied value */
     }
 }
 

@@ -1,9 +1,13 @@
 /* reply: a connection's outgoing bytes. Protocol text (result lines, VALUE
- * headers, stats) is copied into one growing text buffer; value bytes are
- * never copied: a segment points into item memory and the buffer keeps the
- * item reference until the segment has been written. Segments hold offsets
- * into the text buffer, not pointers, so growing it never invalidates them.
- * Everything queued goes out with writev, at most IOV_MAX pieces per call.
+ * headers, stats) is copied into one growing text buffer; values larger
+ * than REPLY_COPY_MAX are not copied: a segment points into item memory
+ * and the buffer keeps the item reference until the segment has been
+ * written. Smaller ones are copied into the text and their item released
+ * at once: a segment, a held reference and the kernel's work per iovec cost
+ * more than the copy, and a batch of small gets leaves in one piece.
+ * Segments hold offsets into the text buffer, not pointers, so growing it
+ * never invalidates them. Everything queued goes out with writev, at most
+ * IOV_MAX pieces per call.
  *
  *   segs:  [text 0..37) [item A value] [text 37..80) [item B value] [text ..]
  *   items: A B            released together once every segment is written
@@ -16,6 +20,10 @@
 #include <stdint.h>
 
 #include "cache/cache.h"
+#include "net/bufpool.h"
+
+/* Values up to this many bytes ("\r\n" included) are copied. */
+#define REPLY_COPY_MAX 1024
 
 struct reply_seg {
     const char *ptr;    /* NULL: bytes live in the text buffer at off */
@@ -23,7 +31,14 @@ struct reply_seg {
     size_t len;
 };
 
+/* A worker's spare reply arrays at their first sizes: a connection takes
+ * them for a reply and gives them back once it is idle (reply_buf_idle). */
+struct reply_pool {
+    struct bufpool text, segs, items;
+};
+
 struct reply_buf {
+    struct reply_pool *pool;    /* NULL: plain malloc and free */
     char *text;
     size_t text_len, text_cap;
     struct reply_seg *segs;
@@ -45,9 +60,22 @@ enum reply_send_result {
 void
 reply_buf_init(struct reply_buf *rb);
 
+/* As reply_buf_init, taking and giving back its arrays through pool. */
+void
+reply_buf_init_pooled(struct reply_buf *rb, struct reply_pool *pool);
+
 /* Releases every held item reference and frees the buffers. */
 void
 reply_buf_deinit(struct reply_buf *rb);
+
+/* An empty buffer (nothing queued) gives its arrays back, so an idle
+ * connection holds no reply memory; the next reply takes them again. */
+void
+reply_buf_idle(struct reply_buf *rb);
+
+/* Frees a pool's spare arrays (worker shutdown). */
+void
+reply_pool_drain(struct reply_pool *pool);
 
 /* Queues len bytes of protocol text (copied). */
 void
@@ -70,18 +98,18 @@ reply_reserve(struct reply_buf *rb, size_t max);
 void
 reply_commit(struct reply_buf *rb, size_t len);
 
-/* Queues its value and its "\r\n" straight from item memory. Takes over
- * the caller's reference to it (released once sent). */
+/* Queues its value and its "\r\n" (from item memory, or copied when small).
+ * Takes over the caller's reference to it (released once sent, or at once). */
 void
 reply_item_data(struct reply_buf *rb, struct item *it);
 
-/* Queues "VALUE key flags bytes[ cas]\r\n" and then the value straight from
- * item memory. Takes over the caller's reference to it (released once sent). */
+/* Queues "VALUE key flags bytes[ cas]\r\n" and then the value, as
+ * reply_item_data. Takes over the caller's reference to it. */
 void
 reply_value(struct reply_buf *rb, struct item *it, bool with_cas);
 
-/* Queues len bytes at p, which lie inside it's memory, without copying
- * them. Takes over the caller's reference to it (released once sent). */
+/* Queues len bytes at p, which lie inside it's memory (copied when at most
+ * REPLY_COPY_MAX). Takes over the caller's reference to it. */
 void
 reply_item_bytes(struct reply_buf *rb, struct item *it, const char *p, size_t len);
 

@@ -30,7 +30,7 @@ struct stats_snapshot {
     unsigned max_conns, curr_conns, threads, listeners;
     uint64_t total_conns, rejected_conns, listen_disabled;
     bool accepting;
-    uint64_t rbuf_count;
+    uint64_t rbuf_count, rbuf_free;   /* read buffers: all, and spares */
     struct cache_crawler_status crawler;
     bool maintainer;
     struct watch_stats watch;
@@ -61,7 +61,7 @@ struct stats_snapshot {
     X(response_obj_bytes, "%llu", U64(s->rbuf_count * 2048))                   \
     X(read_buf_count, "%llu", U64(s->rbuf_count))                              \
     X(read_buf_bytes, "%llu", U64(s->rbuf_count * 16384))                      \
-    X(read_buf_bytes_free, "%d", 0)                                            \
+    X(read_buf_bytes_free, "%llu", U64(s->rbuf_free * 16384))                  \
     X(read_buf_oom, "%d", 0)                                                   \
     X(reserved_fds, "%u", 5 + s->threads * 3)                                  \
     X(cmd_get, "%llu", U64(s->net.cmd_get))                                    \
@@ -179,7 +179,14 @@ stats_text_general(struct net_shared *sh, struct reply_buf *out)
     pthread_mutex_unlock(&sh->reset_lock);
     s->listen_disabled = atomic_load(&sh->listen_disabled_num);
     s->accepting = atomic_load(&sh->accepting);
-    s->rbuf_count = curr;
+    /* Read buffers are taken only to read and given back when idle, as
+     * memcached's: those connections hold, and the workers' spares. */
+    s->rbuf_count = s->rbuf_free = 0;
+    for (unsigned i = 0; i < sh->nworkers; i++) {
+        uint32_t spare = atomic_load_explicit(&sh->workers[i].rbufs_spare, memory_order_relaxed);
+        s->rbuf_count += atomic_load_explicit(&sh->workers[i].rbufs_held, memory_order_relaxed) + spare;
+        s->rbuf_free += spare;
+    }
     cache_crawler_status(&s->crawler);
     s->maintainer = cache_maintainer();
     watch_stats_get(&s->watch);

@@ -42,7 +42,7 @@
 
 /* ---- options ---- */
 
-enum bench_mode { MODE_RUN, MODE_LOAD, MODE_STATS, MODE_INVAL };
+enum bench_mode { MODE_RUN, MODE_LOAD, MODE_STATS, MODE_INVAL, MODE_IDLE, MODE_CHURN };
 
 struct bench_opts {
     enum bench_mode mode;
@@ -1048,6 +1048,69 @@ bconn_until(struct bconn *b, const char *const *ends, uint64_t deadline)
     }
 }
 
+/* ---- idle and churn: what connections cost a server's memory ---- */
+
+/* idle_open: a connection that asked one thing ("version") and had its
+ * answer, as an idle client's is; the fd, or -1. */
+static int
+idle_open(uint64_t deadline)
+{
+    static const char ask[] = "version\r\n";
+    char buf[256];
+    size_t len = 0;
+    int fd = tcp_connect(opt.host, opt.port, opt.timeout);
+    if (fd < 0) return -1;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if (send(fd, ask, sizeof(ask) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(ask) - 1)) { close(fd); return -1; }
+    while (len < sizeof(buf) && (len == 0 || buf[len - 1] != '\n')) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        uint64_t t = now_ns();
+        ssize_t n;
+        if (t >= deadline || poll(&pfd, 1, (int)((deadline - t) / 1000000 + 1)) <= 0) break;
+        n = recv(fd, buf + len, sizeof(buf) - len, 0);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    if (len == 0 || buf[len - 1] != '\n') { close(fd); return -1; }
+    return fd;
+}
+
+/* conns_mode: idle opens -c connections, says so on stdout, holds them -d
+ * seconds and closes them; churn opens and closes -n connections in waves
+ * of -c (each asks one thing before it closes). */
+static int
+conns_mode(bool churn)
+{
+    struct rlimit rl;
+    uint64_t deadline = now_ns() + (uint64_t)(opt.timeout * 1e9);
+    uint32_t total = churn ? opt.count : (uint32_t)opt.conns, done = 0, ok = 0, waves = 0;
+    int *fds = calloc((size_t)opt.conns, sizeof(int));
+    if (!fds) die("%s", "out of memory");
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)opt.conns + 64) {
+        rl.rlim_cur = rl.rlim_max < (rlim_t)opt.conns + 64 ? rl.rlim_max : (rlim_t)opt.conns + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    while (done < total && now_ns() < deadline) {
+        uint32_t n = 0, i, wave = total - done < (uint32_t)opt.conns ? total - done : (uint32_t)opt.conns;
+        for (i = 0; i < wave; i++) {
+            int fd = idle_open(deadline);
+            if (fd >= 0) { fds[n++] = fd; ok++; }
+        }
+        done += wave;
+        waves++;
+        if (!churn) {
+            printf("FCBENCH mode=idle conns=%d ok=%u\n", opt.conns, ok);
+            fflush(stdout);
+            struct timespec hold = { (time_t)opt.duration, (long)((opt.duration - (double)(time_t)opt.duration) * 1e9) };
+            nanosleep(&hold, NULL);
+        }
+        for (i = 0; i < n; i++) close(fds[i]);
+    }
+    if (churn) printf("FCBENCH mode=churn conns=%u ok=%u waves=%u\n", total, ok, waves);
+    free(fds);
+    return ok == total ? 0 : 1;
+}
+
 static int
 stats_mode(void)
 {
@@ -1163,7 +1226,7 @@ usage(FILE *f)
     fprintf(f,
         "usage: fcbench [options]\n"
         "  -s, --server HOST:PORT   server (127.0.0.1:11211)\n"
-        "  -M, --mode MODE          run | load | stats | inval (run)\n"
+        "  -M, --mode MODE          run | load | stats | inval | idle | churn (run)\n"
         "  -c, --conns N            connections (50)\n"
         "  -T, --threads N          load-generator threads, one libev loop each (1)\n"
         "  -d, --duration SEC       measured time of a run (5, at most 3600)\n"
@@ -1185,7 +1248,10 @@ usage(FILE *f)
         "      --stats-arg ARG      stats mode: e.g. slabs, settings\n"
         "      --peer HOST:PORT     inval mode: the node that must drop the key\n"
         "      --inval-op set|delete  inval mode: mutation sent to --server (set)\n"
-        "  -n, --count N            inval mode: keys to time (1000)\n"
+        "  -n, --count N            inval mode: keys to time (1000); churn mode: connections\n"
+        "                           opened and closed, -c at a time\n"
+        "                           idle mode: opens -c connections that each ask \"version\",\n"
+        "                           prints a line, holds them -d seconds, closes them\n"
         "      --seed N             random seed\n"
         "      --two-tier HOST:PORT run mode: a get that misses asks this second tier and\n"
         "                           sets a hit back (noreply), as an application running\n"
@@ -1256,6 +1322,8 @@ main(int argc, char **argv)
             else if (!strcmp(optarg, "load")) opt.mode = MODE_LOAD;
             else if (!strcmp(optarg, "stats")) opt.mode = MODE_STATS;
             else if (!strcmp(optarg, "inval")) opt.mode = MODE_INVAL;
+            else if (!strcmp(optarg, "idle")) opt.mode = MODE_IDLE;
+            else if (!strcmp(optarg, "churn")) opt.mode = MODE_CHURN;
             else die("unknown mode '%s'", optarg);
             break;
         case 'c': opt.conns = (int)arg_u32(optarg, 1, 10000); break;
@@ -1309,6 +1377,7 @@ main(int argc, char **argv)
     if (opt.timeout <= 0) opt.timeout = 1;
     signal(SIGPIPE, SIG_IGN);
     if (opt.mode == MODE_STATS) return stats_mode();
+    if (opt.mode == MODE_IDLE || opt.mode == MODE_CHURN) return conns_mode(opt.mode == MODE_CHURN);
     if (opt.mode == MODE_INVAL) {
         if (!have_peer) die("%s", "inval mode needs --peer HOST:PORT");
         return inval_mode();

@@ -699,6 +699,34 @@ def stats_general(binary, kind):
             raise AssertionError("stats time %s, now %d" % (st.get("time"), time.time()))
 
 
+def idle_connections_hold_no_read_buffers(binary, kind):
+    """Connections that asked one thing and went quiet give their read
+    buffers back (memcached's per-thread buffers): 400 of them cost little
+    memory and hold almost no read buffer (before, each kept 16 KiB)."""
+    n = 400
+    with fixture.Server(binary, ["-c", "1024"], name=kind) as srv, srv.connect() as c:
+        c.sendall(b"version\r\n")
+        recv_until(c, b"\r\n", 3)
+        base = srv.rss_kb()
+        conns = []
+        try:
+            for _ in range(n):
+                s = srv.connect()
+                conns.append(s)
+                s.sendall(b"version\r\n")
+                recv_until(s, b"\r\n", 3)
+            st = dict(fixture.stats_on(c))
+            grown = srv.rss_kb() - base
+        finally:
+            for s in conns:
+                s.close()
+    held = int(st.get("read_buf_count", "0")) - int(st.get("read_buf_bytes_free", "0")) // 16384
+    if held > 8:
+        raise AssertionError("%d idle connections hold %d read buffers" % (n, held))
+    if grown * 1024 > n * 2048:
+        raise AssertionError("%d idle connections grew RSS by %d KiB (over 2 KiB each)" % (n, grown))
+
+
 def run(rep, ctx):
     b, k = ctx["binary"], ctx["kind"]
     rep.case("behaviour/out_of_memory_with_M", out_of_memory_with_M, b, k)
@@ -718,3 +746,4 @@ def run(rep, ctx):
     rep.case("behaviour/daemon_on_busy_port_leaves_no_pidfile", daemon_busy_port_no_pidfile, b, k)
     rep.case("behaviour/stats_subcommands_shape", stats_subcommands, b, k)
     rep.case("behaviour/stats_general_values", stats_general, b, k)
+    rep.case("behaviour/idle_connections_hold_no_read_buffers", idle_connections_hold_no_read_buffers, b, k)

@@ -4,6 +4,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -117,7 +119,7 @@ Test(reply, partial_writes_and_more_than_iov_max_pieces_arrive_intact,
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
     int small = 4096;
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-    char value[300];
+    char value[REPLY_COPY_MAX + 300];  /* referenced, not copied: a piece each */
     memset(value, 'v', sizeof(value) - 1);
     value[sizeof(value) - 1] = '\0';
     struct item *stored = store("big", value, 1);
@@ -129,7 +131,7 @@ Test(reply, partial_writes_and_more_than_iov_max_pieces_arrive_intact,
         struct item *it = cache_get("big", 3);
         cr_assert_not_null(it);
         reply_value(&rb, it, false);
-        expect += strlen("VALUE big 1 299\r\n") + 299 + 2;
+        expect += (size_t)snprintf(NULL, 0, "VALUE big 1 %zu\r\n", sizeof(value) - 1) + sizeof(value) - 1 + 2;
     }
     reply_add(&rb, "END\r\n", 5);
     expect += 5;
@@ -151,7 +153,9 @@ Test(reply, partial_writes_and_more_than_iov_max_pieces_arrive_intact,
     cr_assert_eq(n, expect);
     cr_assert_eq(written, expect);
     cr_assert_eq(memcmp(got + n - 5, "END\r\n", 5), 0);
-    cr_assert_eq(memcmp(got, "VALUE big 1 299\r\nvvv", 20), 0);
+    char head[64];
+    int hl = snprintf(head, sizeof(head), "VALUE big 1 %zu\r\nvvv", sizeof(value) - 1);
+    cr_assert_eq(memcmp(got, head, (size_t)hl), 0);
     free(got);
     reply_buf_deinit(&rb);
     char err[256];
@@ -185,6 +189,47 @@ Test(reply, rollback_drops_queued_values_and_their_references, .init = setup_cac
     size_t n = drain(sv[1], buf, sizeof(buf));
     const char want[] = "STORED\r\nCLIENT_ERROR bad command line format\r\n";
     cr_assert_eq(n, sizeof(want) - 1);
+    cr_assert_eq(memcmp(buf, want, n), 0);
+    reply_buf_deinit(&rb);
+    char err[256];
+    cr_assert(cache_verify(err, sizeof(err)), "%s", err);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+Test(reply, small_values_are_copied_and_released_at_once_large_ones_held_until_sent,
+     .init = setup_cache, .fini = teardown_cache, .timeout = 10)
+{
+    char big[REPLY_COPY_MAX + 1];  /* with its "\r\n", just over the bound */
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    char small[REPLY_COPY_MAX - 1]; /* with its "\r\n", exactly the bound */
+    memset(small, 's', sizeof(small) - 1);
+    small[sizeof(small) - 1] = '\0';
+    struct item *it = store("big", big, 0);
+    cache_release(&it);
+    it = store("small", small, 0);
+    cache_release(&it);
+    struct reply_buf rb;
+    reply_buf_init(&rb);
+    reply_value(&rb, cache_get("small", 5), false);
+    cr_expect_eq(rb.nitems, 0, "a small value holds no reference");
+    cr_expect_eq(rb.nsegs, 1, "header and small value are one piece");
+    reply_value(&rb, cache_get("big", 3), false);
+    cr_expect_eq(rb.nitems, 1, "a large value is held until written");
+    reply_add(&rb, "END\r\n", 5);
+    cr_expect_eq(rb.nsegs, 3);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    uint64_t w = 0;
+    cr_assert_eq(reply_send(&rb, sv[0], &w), REPLY_SENT);
+    char buf[3 * REPLY_COPY_MAX];
+    size_t n = drain(sv[1], buf, sizeof(buf));
+    char want[3 * REPLY_COPY_MAX];
+    int wl = snprintf(want, sizeof(want), "VALUE small 0 %zu\r\n%s\r\nVALUE big 0 %zu\r\n%s\r\nEND\r\n",
+                      strlen(small), small, strlen(big), big);
+    cr_assert_eq(n, (size_t)wl);
     cr_assert_eq(memcmp(buf, want, n), 0);
     reply_buf_deinit(&rb);
     char err[256];
