@@ -2,8 +2,8 @@
  * nothing and stores nothing: it finds line ends, looks at a line's first
  * two bytes, and answers every request with a constant reply of the size the
  * workload's real reply has ("VALUE <key> <flags> <v>\r\n<v bytes>\r\nEND\r\n"
- * for a get of -m keys, "STORED\r\n" for a set, whose data block of -v bytes
- * it skips; with --meta "VA ..." and "HD"). One libev loop, one read and one
+ * for a get of -m keys, "STORED\r\n" for a set once its data block of -v
+ * bytes has come in and been skipped; with --meta "VA ..." and "HD"). One libev loop, one read and one
  * write per batch of requests, as a real server at its best. What a server
  * spends beyond this per request is its own work; the rest is the kernel's.
  * fcbench checks its replies with --frames-only (framing and sizes, not
@@ -37,6 +37,7 @@ struct cconn {
     char rbuf[RBUF];
     size_t rlen;
     size_t skip;        /* data-block bytes of a set still to discard */
+    bool stored_due;    /* that set is answered once its block is in */
     /* Replies not yet written: small ones copied into text, large ones
      * (a 64 KiB value) pointed at, as a server sends values from memory. */
     struct iovec iov[IOV_MAX];
@@ -130,21 +131,32 @@ cconn_process(struct ev_loop *loop, struct cconn *c)
             c->skip -= k;
             if (c->skip > 0) break;
         }
+        if (c->stored_due) {    /* as a real server: no answer before the data */
+            if (!out_add(c, set_reply, set_len)) {
+                r = out_flush(c);
+                if (r < 0) return false;
+                if (r == 0) break;
+                continue;
+            }
+            c->stored_due = false;
+        }
         char *nl = memchr(c->rbuf + pos, '\n', c->rlen - pos);
         if (nl == NULL) break;
         const char *s = c->rbuf + pos;
         bool set = (s[0] == 's' && s[1] == 'e') || (s[0] == 'm' && s[1] == 's');
         bool get = s[0] == 'g' || (s[0] == 'm' && s[1] == 'g');
         /* stats, version ...: "END" is enough to wait on */
-        bool ok = set ? out_add(c, set_reply, set_len)
-                      : get ? out_add(c, get_reply, get_len) : out_add(c, "END\r\n", 5);
+        bool ok = set || (get ? out_add(c, get_reply, get_len) : out_add(c, "END\r\n", 5));
         if (!ok) {      /* the queue is full: write it, then go on */
             r = out_flush(c);
             if (r < 0) return false;
             if (r == 0) break;  /* the rest waits in rbuf until it drains */
             continue;
         }
-        if (set) c->skip = value_len + 2;
+        if (set) {
+            c->skip = value_len + 2;
+            c->stored_due = true;
+        }
         pos = (size_t)(nl + 1 - c->rbuf);
     }
     memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
