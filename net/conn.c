@@ -216,6 +216,11 @@ conn_destroy(struct conn *c)
 
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->idle);
+    if (c->batched) {
+        for (unsigned i = 0; i < w->nbatch; i++)
+            if (w->batch[i] == c)
+                w->batch[i] = NULL;
+    }
     watch_remove(c->watch);
     if (c->l2op != NULL)
         l2cmd_detach(c->l2op); /* it finishes without us */
@@ -424,7 +429,8 @@ conn_process(struct conn *c)
     /* A read that did not fill the buffer emptied the socket: asking again
      * would only earn EAGAIN, one wasted syscall per request. The watcher
      * is level-triggered, so bytes that arrive later wake us anyway. */
-    bool drained = false;
+    bool drained = c->drained;
+    c->drained = false;
 
     for (;;) {
         if (c->dead || c->close_after_write)
@@ -629,10 +635,85 @@ conn_kick(struct conn *c)
     conn_run(c);
 }
 
+/* Batching across connections. A single get per connection still waits on
+ * two cache misses (its bucket, its item) that lookahead cannot overlap
+ * within the connection; a poll that returns many ready connections can.
+ * While the worker's io callbacks run, a connection with nothing unparsed
+ * is read at once, its first keys hashed and their buckets prefetched, and
+ * it is set aside; the next callback (a read later) prefetches the items
+ * those buckets point to, and once every callback has run, the
+ * set-aside connections run in order. Reading
+ * first changes no order a client can see: each connection's bytes are
+ * still handled in order, and one connection's replies never wait on
+ * another's. Returns true when c was set aside. */
+static bool
+conn_read_ahead(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (!w->batching || w->nbatch == NET_BATCH_MAX || c->state != CONN_PARSE || !c->proto_known ||
+        c->binary || c->dead || c->close_after_write || !reply_empty(&c->out) ||
+        (c->rbuf != NULL && c->rstart != c->rend))
+        return false;
+    if (!conn_rbuf_take(c))
+        return false;
+    struct iovec iov = {.iov_base = c->rbuf, .iov_len = c->rcap};
+    ssize_t got = conn_readv(c, &iov, 1);
+    if (got <= 0)
+        return false; /* nothing after all, or EOF: the usual path sees to it */
+    c->rend = (size_t)got;
+    c->drained = (size_t)got < c->rcap;
+    /* The buckets asked for by earlier callbacks have had a read's time to
+     * arrive: their first items can be asked for now. */
+    for (; w->nbatch_hv_items < w->nbatch_hv; w->nbatch_hv_items++)
+        cache_prefetch(w->batch_hv[w->nbatch_hv_items], 1);
+    struct proto_token keys[4];
+    size_t covered;
+    size_t n = lookahead_keys(c->rbuf, c->rend, keys, 4, &covered);
+    for (size_t i = 0; i < n && w->nbatch_hv < NET_BATCH_MAX; i++) {
+        uint64_t hv = cache_key_hash(keys[i].p, keys[i].len);
+        cache_prefetch(hv, 0);
+        w->batch_hv[w->nbatch_hv++] = hv;
+    }
+    c->batched = true;
+    w->batch[w->nbatch++] = c;
+    return true;
+}
+
+void
+conn_open_batch(struct worker *w)
+{
+    w->batching = true;
+}
+
+void
+conn_run_batch(struct worker *w)
+{
+    net_poll_fn poll = w->shared->opts.on_poll;
+    w->batching = false; /* from here on, callbacks run at once */
+    for (unsigned i = w->nbatch_hv_items; i < w->nbatch_hv; i++)
+        cache_prefetch(w->batch_hv[i], 1);
+    w->nbatch_hv = w->nbatch_hv_items = 0;
+    for (unsigned i = 0; i < w->nbatch; i++) {
+        struct conn *c = w->batch[i];
+        if (c == NULL)
+            continue; /* closed since it was read */
+        w->batch[i] = NULL;
+        c->batched = false;
+        conn_run(c); /* may free c */
+        if (poll != NULL)
+            (void)poll();
+    }
+    w->nbatch = 0;
+}
+
 static void
 conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct conn *c = io->data;
+    if (c->batched)
+        return; /* already read ahead: it runs with the batch */
+    if ((revents & EV_READ) && conn_read_ahead(c))
+        return;
     net_poll_fn poll = c->w->shared->opts.on_poll;
     conn_run(c); /* may free c */
     if (poll != NULL)
@@ -650,7 +731,7 @@ conn_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     /* Whole seconds: idle only when strictly more than the timeout has
      * passed (as memcached), or a tick right after a command would kick a
      * busy client. Mid-value or mid-reply it is slow, not idle: wait. */
-    if (idle > timeout && c->state == CONN_PARSE && reply_empty(&c->out)) {
+    if (idle > timeout && c->state == CONN_PARSE && reply_empty(&c->out) && !c->batched) {
         log_info("closing idle connection %d", c->fd);
         NET_STAT_ADD(c->w, idle_kicks, 1);
         conn_destroy(c);

@@ -48,6 +48,8 @@ struct conn {
     bool noreply;                   /* current command suppresses its reply */
     bool proto_known;               /* its first byte chose text or binary */
     bool binary;                    /* speaks the binary protocol (binary.h) */
+    bool batched;                   /* read ahead, waiting in w->batch */
+    bool drained;                   /* that read emptied the socket */
 
     char *rbuf;
     size_t rcap, rstart, rend;
@@ -111,6 +113,16 @@ conn_suspend(struct conn *c, struct l2op *op);
  * from the loop, not from inside the caller. */
 void
 conn_resume(struct conn *c);
+
+/* The worker's poll returned: ready connections are read and their keys
+ * prefetched now, and run together from conn_run_batch. */
+void
+conn_open_batch(struct worker *w);
+
+/* Runs the connections read ahead since conn_open_batch, then stops
+ * batching until the next poll. */
+void
+conn_run_batch(struct worker *w);
 
 /* Worker shutdown: flush what is queued, then close (quietly). */
 void

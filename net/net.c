@@ -167,6 +167,22 @@ worker_deadline_fired(struct ev_loop *loop, ev_io *io, int revents)
  * iterations instead. Alone on a core, sched_yield returns at once; one
  * syscall per slice costs nothing measurable. */
 static void
+worker_batch_open(struct ev_loop *loop, ev_check *ck, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_open_batch(ck->data);
+}
+
+static void
+worker_batch_run(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_run_batch(p->data);
+}
+
+static void
 worker_before_poll(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     (void)loop;
@@ -336,6 +352,18 @@ net_setup(const struct net_options *opts, struct ev_loop *loop, char *err, size_
             shared.nworkers = i;
             return false;
         }
+        /* Highest priority: the batch opens before any io callback of a
+         * poll runs, and runs before the other prepare (on_poll) does. */
+        ev_check_init(&w->batch_open, worker_batch_open);
+        w->batch_open.data = w;
+        ev_set_priority(&w->batch_open, EV_MAXPRI);
+        ev_check_start(w->loop, &w->batch_open);
+        ev_unref(w->loop);
+        ev_prepare_init(&w->batch_run, worker_batch_run);
+        w->batch_run.data = w;
+        ev_set_priority(&w->batch_run, EV_MAXPRI);
+        ev_prepare_start(w->loop, &w->batch_run);
+        ev_unref(w->loop);
         if (shared.opts.on_poll != NULL || shared.opts.worker_slice_us > 0) {
             ev_prepare_init(&w->before_poll, worker_before_poll);
             w->before_poll.data = w;

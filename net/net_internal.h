@@ -43,6 +43,9 @@ struct net_thread_stats {
         atomic_load_explicit(&(w)->stats.name, memory_order_relaxed) + (n),   \
         memory_order_relaxed)
 
+/* Ready connections read ahead of running them, per loop iteration. */
+#define NET_BATCH_MAX 64
+
 struct net_shared;
 struct conn;
 struct l2_worker;
@@ -97,6 +100,15 @@ struct worker {
     /* For `stats` (read_buf_*): read buffers its connections hold, and
      * spares in rbufs; written by this worker only. */
     _Atomic uint32_t rbufs_held, rbufs_spare;
+    /* Batching across connections (conn.c): between the poll and the next
+     * one, ready connections are read and their keys' buckets prefetched
+     * first, then run one after another from batch_prepare. */
+    ev_check batch_open;
+    ev_prepare batch_run;
+    bool batching;              /* io callbacks defer into batch[] */
+    unsigned nbatch, nbatch_hv, nbatch_hv_items; /* items: step 1 asked */
+    struct conn *batch[NET_BATCH_MAX];  /* NULL: destroyed since */
+    uint64_t batch_hv[NET_BATCH_MAX];
 };
 
 /* Everything net/ shares between the acceptor and the workers. */
