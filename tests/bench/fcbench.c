@@ -56,6 +56,7 @@ struct bench_opts {
     double warmup;
     double timeout;             /* bound on load, stats and connect */
     uint32_t keys;
+    uint32_t key_base;          /* load mode sets keys key_base..key_base+keys-1 */
     uint32_t key_min;
     uint32_t key_max;
     uint32_t value;
@@ -408,6 +409,7 @@ conn_fill(struct conn *c, uint64_t t)
         if (opt.mode == MODE_LOAD) {
             uint32_t idx = (uint32_t)atomic_fetch_add(&load_next, 1);
             if (idx >= opt.keys) { c->done = true; break; }
+            idx += opt.key_base;
             r->type = REQ_SET;
             r->nkeys = 1;
             r->key[0] = idx;
@@ -1232,6 +1234,7 @@ usage(FILE *f)
         "  -d, --duration SEC       measured time of a run (5, at most 3600)\n"
         "  -w, --warmup SEC         unmeasured time before it (0.5)\n"
         "  -k, --keys N             key space; load mode sets keys 0..N-1 (100000)\n"
+        "      --key-base B         load mode: set keys B..B+N-1 instead (0)\n"
         "      --key-min N, --key-max N  key length range (16, 16)\n"
         "  -v, --value BYTES        value size (100)\n"
         "  -r, --ratio SET:GET      request mix (1:9)\n"
@@ -1298,7 +1301,7 @@ int
 main(int argc, char **argv)
 {
     enum { O_KEYMIN = 256, O_KEYMAX, O_NOVERIFY, O_TIMEOUT, O_STATSARG, O_PEER, O_INVALOP, O_SEED, O_MAXMISS, O_META,
-           O_TWOTIER, O_L1TTL, O_FRAMES };
+           O_TWOTIER, O_L1TTL, O_FRAMES, O_KEYBASE };
     static const struct option longs[] = {
         {"server", 1, 0, 's'}, {"mode", 1, 0, 'M'}, {"conns", 1, 0, 'c'},
         {"threads", 1, 0, 'T'}, {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
@@ -1307,7 +1310,7 @@ main(int argc, char **argv)
         {"depth", 1, 0, 'D'}, {"preload", 0, 0, 'P'}, {"no-verify", 0, 0, O_NOVERIFY},
         {"timeout", 1, 0, O_TIMEOUT}, {"stats-arg", 1, 0, O_STATSARG}, {"peer", 1, 0, O_PEER},
         {"inval-op", 1, 0, O_INVALOP}, {"count", 1, 0, 'n'}, {"seed", 1, 0, O_SEED}, {"max-miss", 1, 0, O_MAXMISS},
-        {"meta", 0, 0, O_META}, {"frames-only", 0, 0, O_FRAMES},
+        {"meta", 0, 0, O_META}, {"frames-only", 0, 0, O_FRAMES}, {"key-base", 1, 0, O_KEYBASE},
         {"two-tier", 1, 0, O_TWOTIER}, {"l1-ttl", 1, 0, O_L1TTL},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
@@ -1363,6 +1366,7 @@ main(int argc, char **argv)
         case O_MAXMISS: opt.max_miss = arg_sec(optarg, 1.0); break;
         case O_META: opt.meta = true; break;
         case O_FRAMES: opt.frames_only = true; opt.verify = false; break;
+        case O_KEYBASE: opt.key_base = arg_u32(optarg, 0, 1000000000u); break;
         case O_TWOTIER:
             split_hostport(optarg, opt.tier_host, sizeof(opt.tier_host), opt.tier_port, sizeof(opt.tier_port));
             break;
@@ -1383,6 +1387,14 @@ main(int argc, char **argv)
         return inval_mode();
     }
     if (opt.threads > opt.conns) opt.threads = opt.conns;
+    {
+        struct rlimit rl;
+        rlim_t need = (rlim_t)opt.conns * 2 + 64;  /* --two-tier: two sockets each */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+            rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     if (opt.tier_host[0] && (opt.multiget != 1 || opt.depth != 1 || opt.ratio_set != 0 || opt.meta))
         die("%s", "--two-tier takes -m 1 -D 1 -r 0:1, without --meta");
     pattern = malloc(opt.value);
