@@ -652,8 +652,8 @@ conn_read_ahead(struct conn *c)
     struct worker *w = c->w;
     if (!w->batching || w->nbatch == NET_BATCH_MAX || c->state != CONN_PARSE || !c->proto_known ||
         c->binary || c->dead || c->close_after_write || !reply_empty(&c->out) ||
-        (c->rbuf != NULL && c->rstart != c->rend))
-        return false;
+        c->sync_ticket != 0 || c->parked || (c->rbuf != NULL && c->rstart != c->rend))
+        return false; /* (--bus-sync: a held connection reads nothing) */
     if (!conn_rbuf_take(c))
         return false;
     struct iovec iov = {.iov_base = c->rbuf, .iov_len = c->rcap};
