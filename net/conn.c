@@ -656,6 +656,8 @@ conn_read_ahead(struct conn *c)
         return false; /* (--bus-sync: a held connection reads nothing) */
     if (!conn_rbuf_take(c))
         return false;
+    /* A buffer kept (a command waited on L2) is empty here: start it over. */
+    c->rstart = c->rend = c->look_end = 0;
     struct iovec iov = {.iov_base = c->rbuf, .iov_len = c->rcap};
     ssize_t got = conn_readv(c, &iov, 1);
     if (got <= 0)
