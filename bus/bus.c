@@ -95,7 +95,6 @@ bus_setup(const struct bus_options *opts, char *err, size_t errlen)
     bus.ep.fd = bus.ep.group_fd = -1;
     bus.batch_fd = bus.tick_fd = -1;
     atomic_store(&bus.pending, false);
-    atomic_store(&bus.tail_owed, false);
     atomic_store(&bus.last_data_ns, 0);
     atomic_store(&bus.due_ns, 0);
     if (!bus_crypto_setup()) {

@@ -15,7 +15,8 @@
  * while holding a later one). send_lock -> pub_lock nests (taking batches),
  * and peers_lock -> send_lock (a STATUS names the last DATA seq). The
  * cache's locks come after all of them (a flush under peers_lock); the cache
- * never calls the bus. Atomics (pending, due_ns, last_data_ns, tail_owed,
+ * never calls the bus. tick_lock comes last (a sender arms the bus thread's
+ * timer under send_lock). Atomics (pending, due_ns, last_data_ns,
  * data_seq, the counters) are read without a lock. */
 #ifndef FLEETCACHE_BUS_INTERNAL_H
 #define FLEETCACHE_BUS_INTERNAL_H
@@ -199,9 +200,9 @@ struct bus_state {
         int64_t at_us;
     } repair_budget[BUS_DESTS_MAX];
     _Atomic int64_t last_data_ns;   /* when the last DATA datagram went out */
-    /* DATA went out since the bus thread last looked: it (re)starts the tail
-     * (set by senders, who wake it when they set it; cleared by the bus thread). */
-    _Atomic bool tail_owed;
+    /* ... and more DATA was coming then (keys waited, or a steady stream):
+     * its tail looks first at the first heartbeat step, not the repeat's. */
+    _Atomic bool data_steady;
     _Atomic uint64_t data_seq;
     /* --bus-sync: which tickets each DATA seq completes (under send_lock):
      * entries (seq, ticket) in order; seq done -> tickets up to ticket done. */
@@ -221,8 +222,12 @@ struct bus_state {
     /* Every other timer: one timerfd armed at the earliest deadline. */
     int tick_fd;
     ev_io tick_io;
-    int64_t tick_at_us;         /* when it is armed for; INT64_MAX: not */
+    /* When it is armed for (INT64_MAX: not). Under tick_lock: a sender arms
+     * it too, for the tail of its DATA (bus_loop_tail). */
+    int64_t tick_at_us;
+    pthread_mutex_t tick_lock;
     int64_t tail_base_us;       /* the DATA datagram the tail follows */
+    int64_t tail_first_us;      /* its step 0 (the repeat) comes this long after it */
     int tail_step;              /* its next step; -1: done */
     bool leaving;               /* saying goodbye: every heartbeat says so */
     ev_timer linger;
@@ -406,9 +411,17 @@ bus_loop_stop(void);
 void
 bus_loop_destroy(void);
 
-/* Wakes the bus thread: a sender's DATA starts a tail. Any thread. */
+/* Wakes the bus thread (--bus-sync: tickets to complete). Any thread. */
 void
 bus_loop_wake(void);
+
+/* A sender's DATA went out at sent_us: the bus thread's tick is armed for
+ * the tail's first step, unless it comes earlier already. With more_coming
+ * (keys already wait for the next datagram) that is the first heartbeat
+ * step, not the repeat, which tail_run would leave out anyway. Any thread;
+ * the bus thread is not woken now (a timerfd_settime, not a context switch). */
+void
+bus_loop_tail(int64_t sent_us, bool more_coming);
 
 /* Bus thread: the next tick comes at at_us (bus_now_us's clock) or earlier. */
 void

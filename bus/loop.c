@@ -1,8 +1,8 @@
 /* loop: the bus thread — one libev loop that reads both sockets
  * (receive.c), runs every timer off one timerfd armed at the earliest
  * deadline (heartbeats, the tail after DATA, the peers' NACKs, deadlines and
- * timeouts), sends the bus thread's own batches on another timerfd, is woken
- * by senders whose DATA starts a tail, and on stop says goodbye and lingers
+ * timeouts), sends the bus thread's own batches on another timerfd, has that
+ * timerfd armed by senders whose DATA starts a tail, and on stop says goodbye and lingers
  * for last NACKs. Invariant: every
  * watcher and the fields marked "bus thread only" in bus_internal.h are
  * touched by this thread alone once it runs; other threads reach it only
@@ -24,7 +24,7 @@ bus_loop_wake(void)
 
 /* The tick is a timerfd on absolute CLOCK_MONOTONIC time (bus_now_us's
  * clock): repairs run on sub-millisecond timers, and libev's epoll backend
- * rounds its own timer waits up to whole milliseconds. */
+ * rounds its own timer waits up to whole milliseconds. Under tick_lock. */
 static void
 arm_tick(int64_t at_us)
 {
@@ -39,8 +39,23 @@ arm_tick(int64_t at_us)
 void
 bus_loop_tick_at(int64_t at_us)
 {
+    pthread_mutex_lock(&bus.tick_lock);
     if (at_us < bus.tick_at_us)
         arm_tick(at_us);
+    pthread_mutex_unlock(&bus.tick_lock);
+}
+
+/* The bus thread, armed earlier, finds the new DATA itself when it ticks
+ * (tail_run reads last_data_ns after tick_cb disarmed under the lock, and a
+ * sender stores last_data_ns before it looks at the armed time, so one of
+ * the two always sees the other). */
+void
+bus_loop_tail(int64_t sent_us, bool more_coming)
+{
+    /* On a steady stream the tick then comes once a millisecond, not once a
+     * datagram: each wake of the bus thread costs the node a context switch. */
+    int64_t at = sent_us + (bus.tail_repeat_us > 0 && !more_coming ? bus.tail_repeat_us : 1000);
+    bus_loop_tick_at(at);
 }
 
 void
@@ -76,7 +91,7 @@ static int64_t
 tail_due(int step)
 {
     if (step == 0)
-        return bus.tail_base_us + (bus.tail_repeat_us > 0 ? bus.tail_repeat_us : 0);
+        return bus.tail_base_us + bus.tail_first_us;
     return bus.tail_base_us + ((INT64_C(1) << step) - 1) * 1000;
 }
 
@@ -90,21 +105,27 @@ tail_step_valid(int step)
 static int64_t
 tail_run(int64_t now)
 {
-    /* Cleared before the read: a sender that sends after this wakes us again. */
-    atomic_store(&bus.tail_owed, false);
     int64_t last = atomic_load(&bus.last_data_ns) / 1000;
     if (last == 0)
         return INT64_MAX;
     if (last != bus.tail_base_us) {
         bus.tail_base_us = last;
         bus.tail_step = bus.tail_repeat_us > 0 ? 0 : 1;
+        /* More DATA was coming: the repeat waits for the first heartbeat's
+         * time (and is left out if the stream went on). */
+        bus.tail_first_us = atomic_load(&bus.data_steady) ? 1000 : bus.tail_repeat_us;
     }
     if (!tail_step_valid(bus.tail_step))
         return INT64_MAX;
     if (now < tail_due(bus.tail_step))
         return tail_due(bus.tail_step);
     if (bus.tail_step == 0) {
-        bus_send_tail_repeat();
+        /* Keys waiting in the current batch go out within the flush delay,
+         * and that DATA's sequence number shows a lost one: on a steady
+         * stream (datagrams a flush delay apart) a repeat would only send
+         * every datagram twice, to every peer. */
+        if (!atomic_load_explicit(&bus.pending, memory_order_relaxed))
+            bus_send_tail_repeat();
         bus.tail_step++;
         if (!tail_step_valid(bus.tail_step) || now < tail_due(bus.tail_step))
             return tail_step_valid(bus.tail_step) ? tail_due(bus.tail_step) : INT64_MAX;
@@ -156,7 +177,9 @@ tick_cb(struct ev_loop *loop, ev_io *w, int revents)
     uint64_t expirations;
     ssize_t n = read(w->fd, &expirations, sizeof(expirations));
     (void)n; /* EAGAIN after a re-arm race is harmless */
+    pthread_mutex_lock(&bus.tick_lock);
     bus.tick_at_us = INT64_MAX;
+    pthread_mutex_unlock(&bus.tick_lock);
     int64_t now = bus_now_us();
     if (now >= bus.next_heartbeat_us) {
         bus_send_heartbeat(false);
@@ -224,6 +247,7 @@ bus_thread(void *arg)
 bool
 bus_loop_create(void)
 {
+    pthread_mutex_init(&bus.tick_lock, NULL);
     bus.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     bus.batch_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     bus.tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

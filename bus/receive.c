@@ -276,12 +276,33 @@ announce(const char *key, size_t nkey)
     bus_count(M_announces, 1);
 }
 
+/* A datagram's keys are looked up one after another, each waiting on its
+ * bucket's and item's cache misses: first every bucket, then every bucket's
+ * first item is asked for (cache_prefetch), so the misses overlap. */
+static void
+prefetch_data(const uint8_t *payload, size_t plen)
+{
+    uint64_t hv[WIRE_PAYLOAD_MAX / 4];
+    size_t n = 0, off = 0;
+    struct wire_record r;
+    while (off < plen && n < sizeof(hv) / sizeof(hv[0]) &&
+           wire_next_record(payload, plen, &off, &r) == WIRE_OK) {
+        if (r.op == WIRE_OP_FLUSH)
+            continue;
+        hv[n] = cache_key_hash(r.key, r.nkey);
+        cache_prefetch(hv[n++], 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        cache_prefetch(hv[i], 1);
+}
+
 static void
 apply_data(const uint8_t *payload, size_t plen)
 {
     size_t off = 0;
     struct wire_record r;
     int64_t t = bus_mono_ms();
+    prefetch_data(payload, plen);
     while (off < plen && wire_next_record(payload, plen, &off, &r) == WIRE_OK) {
         if (r.op == WIRE_OP_FLUSH) {
             cache_flush(r.delay);
@@ -502,38 +523,60 @@ handle_datagram(const uint8_t *buf, size_t len, const struct sockaddr *src, sock
     }
 }
 
+/* Datagrams taken per recvmmsg: a burst costs one system call, and one
+ * that returns fewer proves the socket empty (no call that only says
+ * EAGAIN). Its buffers are the bus thread's. */
+#define BUS_RECV_VEC 16
+static uint8_t recv_bufs[BUS_RECV_VEC][WIRE_DATAGRAM_MAX + 1];
+static struct sockaddr_storage recv_srcs[BUS_RECV_VEC];
+
 void
 bus_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    uint8_t buf[WIRE_DATAGRAM_MAX + 1];
     /* Multicast mode: everything of the fleet comes to the group socket. */
     bool stranger_socket = bus.ep.multicast && w->fd != bus.ep.group_fd;
-    for (int i = 0; i < BUS_RECV_BURST; i++) {
-        struct sockaddr_storage src;
-        socklen_t srclen = sizeof(src);
-        ssize_t n = recvfrom(w->fd, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&src, &srclen);
-        if (n < 0)
-            break; /* EAGAIN, or an ICMP error reported on the socket */
-        bus_count(M_datagrams_received, 1);
-        if (stranger_socket) {
-            bus_count(M_outside_group, 1);
-            continue;
+    struct mmsghdr msgs[BUS_RECV_VEC];
+    struct iovec iov[BUS_RECV_VEC];
+    for (int taken = 0; taken < BUS_RECV_BURST;) {
+        for (int i = 0; i < BUS_RECV_VEC; i++) {
+            iov[i] = (struct iovec){.iov_base = recv_bufs[i], .iov_len = sizeof(recv_bufs[i])};
+            msgs[i].msg_hdr = (struct msghdr){.msg_name = &recv_srcs[i],
+                                              .msg_namelen = sizeof(recv_srcs[i]),
+                                              .msg_iov = &iov[i],
+                                              .msg_iovlen = 1};
+            msgs[i].msg_len = 0;
         }
-        int dest = BUS_DEST_GROUP;
-        if (!bus.ep.multicast) {
-            dest = mcast_peer_index(&bus.ep, (struct sockaddr *)&src, srclen);
-            if (dest < 0) {
-                bus_count(M_outside_peers, 1);
+        int got = recvmmsg(w->fd, msgs, BUS_RECV_VEC, MSG_DONTWAIT, NULL);
+        if (got <= 0)
+            break; /* EAGAIN, or an ICMP error reported on the socket */
+        for (int i = 0; i < got; i++) {
+            bus_count(M_datagrams_received, 1);
+            if (stranger_socket) {
+                bus_count(M_outside_group, 1);
                 continue;
             }
+            struct sockaddr *src = (struct sockaddr *)&recv_srcs[i];
+            socklen_t srclen = msgs[i].msg_hdr.msg_namelen;
+            int dest = BUS_DEST_GROUP;
+            if (!bus.ep.multicast) {
+                dest = mcast_peer_index(&bus.ep, src, srclen);
+                if (dest < 0) {
+                    bus_count(M_outside_peers, 1);
+                    continue;
+                }
+            }
+            /* MSG_TRUNC in msg_flags: longer than any datagram of ours */
+            if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) || msgs[i].msg_len > WIRE_DATAGRAM_MAX) {
+                bus_count(M_malformed, 1);
+                continue;
+            }
+            handle_datagram(recv_bufs[i], msgs[i].msg_len, src, srclen, dest);
         }
-        if ((size_t)n > WIRE_DATAGRAM_MAX) {
-            bus_count(M_malformed, 1);
-            continue;
-        }
-        handle_datagram(buf, (size_t)n, (struct sockaddr *)&src, srclen, dest);
+        taken += got;
+        if (got < BUS_RECV_VEC)
+            break; /* the socket is empty */
     }
     if (bus.announced) {
         bus_loop_flush_later();

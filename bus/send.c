@@ -227,11 +227,18 @@ send_payload_data(const uint8_t *payload, size_t plen, unsigned nkeys)
     bus_count(M_keys_sent, nkeys);
     size_t fanout = bus.ep.multicast ? 1 : bus.ep.npeers;
     bus_sent(fanout, mcast_send_all(&bus.ep, dgram, n));
-    atomic_store_explicit(&bus.last_data_ns, bus_mono_ns(), memory_order_relaxed);
-    /* One wake per look of the bus thread, not per datagram: the flag
-     * stays set until it looks at last_data_ns again. */
-    if (!atomic_exchange(&bus.tail_owed, true))
-        bus_loop_wake();
+    int64_t sent = bus_mono_ns();
+    int64_t prev = atomic_load(&bus.last_data_ns);
+    /* The tail after it: the bus thread's timer, armed from here. Waking the
+     * bus thread instead cost the publishing node a context switch per
+     * datagram, on the core that serves its clients. More DATA is coming
+     * when keys already wait, or on a steady stream (this datagram followed
+     * the last one within a flush delay and a repeat's wait). */
+    bool steady = (prev > 0 && sent - prev < bus.flush_delay_ns + bus.tail_repeat_us * 1000) ||
+                  atomic_load_explicit(&bus.pending, memory_order_relaxed);
+    atomic_store(&bus.data_steady, steady); /* before the time: tail_run reads it after */
+    atomic_store(&bus.last_data_ns, sent);
+    bus_loop_tail(sent / 1000, steady);
 }
 
 void
