@@ -68,6 +68,7 @@ static void
 free_item(struct item *it)
 {
     struct slab_class *cls = &cache.classes[item_clsid(it)];
+    CHECK(atomic_load(&it->refcount) == 0 && !item_has(it, ITEM_LINKED));
     pthread_mutex_lock(&cls->lock);
     slab_put_locked(it);
     pthread_mutex_unlock(&cls->lock);
@@ -77,9 +78,11 @@ void
 item_link(struct item *it, uint64_t hv)
 {
     struct slab_class *cls = &cache.classes[item_clsid(it)];
+    CHECK(!item_has(it, ITEM_LINKED));
     item_new_cas(it);
     it->atime = clock_now();
-    atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the table's; dropped in item_unlink */
+    uint16_t refs = atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the table's; dropped in item_unlink */
+    CHECK(refs >= 1 && refs < REFCOUNT_CEILING); /* the caller holds one */
     pthread_mutex_lock(&cls->lock);
     item_set_bits(it, ITEM_LINKED);
     ht_insert(it, hv);
@@ -95,19 +98,24 @@ void
 item_unlink(struct item *it, uint64_t hv)
 {
     struct slab_class *cls = &cache.classes[item_clsid(it)];
+    CHECK(item_has(it, ITEM_LINKED));
     pthread_mutex_lock(&cls->lock);
     ht_remove(it, hv);
     lru_remove_locked(it);
     item_clear_bits(it, ITEM_LINKED);
     pthread_mutex_unlock(&cls->lock);
     ht_count(-1);
-    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1)
+    uint16_t refs = atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel);
+    CHECK(refs >= 1);
+    if (refs == 1)
         free_item(it);
 }
 
 void
 item_reclaim_locked(struct item *it, uint64_t hv)
 {
+    CHECK(check_mutex_mine(&cache.classes[item_clsid(it)].lock));
+    CHECK(item_has(it, ITEM_LINKED) && atomic_load(&it->refcount) == 1);
     ht_remove(it, hv);
     lru_remove_locked(it);
     item_clear_bits(it, ITEM_LINKED);
@@ -139,7 +147,9 @@ cache_release(struct item **itp)
     if (it == NULL)
         return;
     *itp = NULL;
-    if (atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel) == 1)
+    uint16_t refs = atomic_fetch_sub_explicit(&it->refcount, 1, memory_order_acq_rel);
+    CHECK(refs >= 1); /* released more often than taken */
+    if (refs == 1)
         free_item(it);
 }
 
@@ -269,7 +279,8 @@ lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
     if (it != NULL && atomic_load(&it->refcount) >= REFCOUNT_CEILING)
         it = NULL;
     if (it != NULL) {
-        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's: cache_release */
+        uint16_t refs = atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's: cache_release */
+        CHECK(refs >= 1 && refs < REFCOUNT_CEILING); /* the table holds one */
         if (touch)
             it->exptime = item_exptime_for(exptime);
         note_read(it);
@@ -358,6 +369,8 @@ cache_store(struct item *it, enum cache_store_op op, uint64_t cas_in, uint64_t *
     struct item *stored = it;
     enum cache_result r = CACHE_OK;
 
+    /* A stored item is fresh: the caller's reference only, never linked. */
+    CHECK(!item_has(it, ITEM_LINKED) && atomic_load(&it->refcount) >= 1);
     STAT_INC(item_clsid(it), cmd_set);
     ht_lock(hv);
     struct item *old = find_live(it->data, it->nkey, hv);

@@ -18,6 +18,7 @@
 #define FLEETCACHE_CACHE_INTERNAL_H
 
 #include "cache/cache.h"
+#include "src/check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -575,6 +576,16 @@ upstream_bump(uint64_t hv);
 /* Every key changed (a flush took effect). */
 void
 upstream_bump_all(void);
+
+/* For CHECKs of the lock order: true when this thread holds any class lock. */
+static inline bool
+class_lock_held_any(void)
+{
+    for (unsigned c = 0; c < cache.nclasses; c++)
+        if (check_mutex_mine(&cache.classes[c].lock))
+            return true;
+    return false;
+}
 
 /* --- link/unlink (cache.c) ---------------------------------------------- */
 /* Stripe lock held: puts it into the table and its LRU (takes the class lock). */

@@ -120,6 +120,9 @@ ht_teardown(void)
 void
 ht_lock(uint64_t hv)
 {
+    /* Stripe before class, never the reverse; and never twice. */
+    CHECK(!class_lock_held_any());
+    CHECK(!check_mutex_mine(stripe_of(hv)));
     pthread_mutex_lock(stripe_of(hv));
 }
 
@@ -154,6 +157,7 @@ unlock_all(void)
 static uint32_t *
 bucket_of(uint64_t hv)
 {
+    CHECK(check_mutex_mine(stripe_of(hv)));
     if (ht.expanding) {
         uint64_t ob = hv & hmask(ht.old_power);
         if (ob >= atomic_load_explicit(&ht.expand_bucket, memory_order_acquire))

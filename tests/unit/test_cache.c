@@ -3,6 +3,9 @@
 #include "cache_fixture.h"
 
 #include <inttypes.h>
+#include <signal.h>
+
+#include "src/check.h"
 
 TestSuite(cache, .init = fx_start_default, .fini = fx_stop, .timeout = 10);
 
@@ -408,3 +411,27 @@ Test(cache, flush_all_at_an_absolute_time_after_start_up_flushes)
     cache_flush((int64_t)clock_process_started() + clock_now() - 1);
     fx_expect("a", NULL);
 }
+
+#if CHECKS_ENABLED
+/* The invariants CHECK guards in checked builds (the sanitizer build). */
+
+Test(cache, a_second_release_of_one_reference_aborts_in_checked_builds, .signal = SIGABRT)
+{
+    fx_set("k", "v");
+    struct item *it = cache_get("k", 1);
+    cr_assert_not_null(it);
+    struct item *copy = it;
+    cache_release(&it);
+    cache_delete("k", 1);          /* the table's reference goes: count 0, freed */
+    cache_release(&copy);          /* below zero */
+}
+
+Test(cache, storing_an_item_twice_aborts_in_checked_builds, .signal = SIGABRT)
+{
+    struct item *it = NULL;
+    cr_assert_eq(cache_alloc(&it, "k", 1, 0, 0, 1), CACHE_OK);
+    memcpy(item_value(it), "v\r\n", 3);
+    cr_assert_eq(cache_store(it, CACHE_SET, 0, NULL), CACHE_OK);
+    cache_store(it, CACHE_SET, 0, NULL);   /* already linked */
+}
+#endif

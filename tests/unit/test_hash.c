@@ -1,7 +1,9 @@
 /* Tests for cache/hash.c: lookups, and growth that readers never notice. */
 #include "cache_fixture.h"
+#include "cache/cache_internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 TestSuite(hash, .init = fx_start_default, .fini = fx_stop, .timeout = 30);
@@ -168,3 +170,19 @@ Test(hash, lookahead_without_a_lock_is_safe_while_the_table_grows_and_retires_ta
         cache_release(&it);
     }
 }
+#if CHECKS_ENABLED
+
+/* Lock order is stripe, then class: a thread holding a class lock may only
+ * try a stripe. Checked builds abort on the reverse. */
+Test(hash, a_stripe_lock_taken_under_a_class_lock_aborts_in_checked_builds, .signal = SIGABRT)
+{
+    pthread_mutex_lock(&cache.classes[0].lock);
+    ht_lock(item_hash_key("k", 1));
+}
+
+Test(hash, a_bucket_read_without_its_stripe_aborts_in_checked_builds, .signal = SIGABRT)
+{
+    ht_find("k", 1, item_hash_key("k", 1));
+}
+#endif
+
