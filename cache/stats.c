@@ -188,26 +188,83 @@ cache_class_stats_get(unsigned index, struct cache_class_stats *out)
     stats_sum_class(index, &out->ops);
 }
 
+/* Chunks looked at per hold of a class lock by `stats sizes`. */
+#define SIZES_BATCH 4096
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* `stats sizes` in memory bounded by the slab geometry, not by -I, and with
+ * short lock holds: a slab item is no larger than slab_chunk_max, so one
+ * bucket per 32 bytes up to there covers every slab class, and the classes
+ * are walked page by page, SIZES_BATCH chunks per hold of the class lock
+ * (pages never move and LINKED changes only under that lock, as for the
+ * reclaimer). Large items hold at least one page of the budget each, so
+ * they are few: their buckets are collected in one hold, sorted, and follow
+ * the histogram. */
 void
 cache_sizes_foreach(cache_size_fn fn, void *arg)
 {
-    /* One bucket per 32 bytes up to item_max; sizes above land in the last. */
-    size_t nb = cache.opts.item_max / 32 + 2;
+    size_t nb = cache.opts.slab_chunk_max / 32 + 2;
     uint64_t *hist = calloc(nb, sizeof(*hist));
+    uint32_t *big = NULL;
+    size_t nbig = 0, bigcap = 0;
     if (hist == NULL)
         return;
     for (unsigned c = 0; c < cache.nclasses; c++) {
         struct slab_class *cls = &cache.classes[c];
-        pthread_mutex_lock(&cls->lock);
-        for (unsigned seg = 0; seg < LRU_SEGS; seg++)
-            for (struct item *it = cls->lru[seg].head; it != NULL; it = item_at(it->next)) {
+        if (cls->large) {
+            pthread_mutex_lock(&cls->lock);
+            while (cls->linked > bigcap) {
+                size_t want = cls->linked + 64;
+                pthread_mutex_unlock(&cls->lock);
+                uint32_t *p = realloc(big, want * sizeof(*big));
+                if (p == NULL)
+                    goto out;
+                big = p;
+                bigcap = want;
+                pthread_mutex_lock(&cls->lock);
+            }
+            for (unsigned seg = 0; seg < LRU_SEGS; seg++)
+                for (struct item *it = cls->lru[seg].head; it != NULL && nbig < bigcap; it = item_at(it->next))
+                    big[nbig++] = (uint32_t)((item_mc_size(it) + 31) / 32);
+            pthread_mutex_unlock(&cls->lock);
+            continue;
+        }
+        for (uint64_t chunk = 0;; ) {
+            pthread_mutex_lock(&cls->lock);
+            uint64_t carved = cls->npages ? (cls->npages - 1) * cls->perslab + cls->cur_carved : 0;
+            uint64_t end = chunk + SIZES_BATCH < carved ? chunk + SIZES_BATCH : carved;
+            for (; chunk < end; chunk++) {
+                const struct item *it = (const struct item *)(cls->pages[chunk / cls->perslab] +
+                                                              (chunk % cls->perslab) * cls->size);
+                if (!item_has(it, ITEM_LINKED))
+                    continue;
                 size_t b = (item_mc_size(it) + 31) / 32;
                 hist[b < nb ? b : nb - 1]++;
             }
-        pthread_mutex_unlock(&cls->lock);
+            pthread_mutex_unlock(&cls->lock);
+            if (chunk >= carved)
+                break;
+        }
     }
     for (size_t b = 0; b < nb; b++)
         if (hist[b])
             fn((uint32_t)(b * 32), hist[b], arg);
+    if (nbig > 0)
+        qsort(big, nbig, sizeof(*big), cmp_u32);
+    for (size_t i = 0; i < nbig;) {
+        size_t j = i;
+        while (j < nbig && big[j] == big[i])
+            j++;
+        fn(big[i] * 32, j - i, arg);
+        i = j;
+    }
+out:
     free(hist);
+    free(big);
 }

@@ -108,3 +108,110 @@ Test(stats, sizes_histogram_counts_every_item)
     cr_expect_eq(seen[0], 2);
     cr_expect_eq(seen[1], 64, "52-byte items fall in the 64-byte bucket");
 }
+
+/* --- stats sizes ---------------------------------------------------------- */
+
+struct size_lines {
+    uint32_t size[64];
+    uint64_t count[64];
+    unsigned n;
+    uint64_t vm_peak_kb;    /* VmPeak while the histogram is being reported */
+};
+
+static uint64_t
+vm_peak_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    cr_assert_not_null(f);
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmPeak: %lu kB", &kb) == 1)
+            break;
+    fclose(f);
+    cr_assert_gt(kb, 0);
+    return kb;
+}
+
+static void
+record_size(uint32_t size, uint64_t count, void *arg)
+{
+    struct size_lines *l = arg;
+    cr_assert_lt(l->n, 64);
+    l->size[l->n] = size;
+    l->count[l->n] = count;
+    l->n++;
+    l->vm_peak_kb = vm_peak_kb();
+}
+
+static void
+start_huge_items(void)
+{
+    /* -I 1g: one 32-byte bucket per possible size would be 268 MB. */
+    struct cache_options o = fx_options(64);
+    o.item_max = 1u << 30;
+    fx_start(&o);
+}
+
+static void
+store_sized(const char *key, size_t vlen)
+{
+    char *v = malloc(vlen + 1);
+    memset(v, 'v', vlen);
+    v[vlen] = '\0';
+    cr_assert_eq(fx_set(key, v), CACHE_OK, "%s: %zu bytes", key, vlen);
+    free(v);
+}
+
+Test(stats_sizes, memory_does_not_grow_with_the_item_limit, .init = start_huge_items,
+     .fini = fx_stop, .timeout = 20)
+{
+    store_sized("a", 1);
+    uint64_t before = vm_peak_kb();
+    struct size_lines l = { .n = 0 };
+    cache_sizes_foreach(record_size, &l);
+    cr_assert_eq(l.n, 1);
+    cr_expect_lt(l.vm_peak_kb - before, 16 * 1024,
+                 "stats sizes mapped %lu kB more at -I 1g", (unsigned long)(l.vm_peak_kb - before));
+}
+
+Test(stats_sizes, lists_slab_and_large_items_in_size_order, .init = start_huge_items,
+     .fini = fx_stop, .timeout = 20)
+{
+    /* item size = 48-byte header + key + value + 2; buckets round up to 32. */
+    store_sized("l2", 3000000);       /* large: 3000052 -> 3000064 */
+    store_sized("s1", 1);             /* 53 -> 64 */
+    store_sized("l1", 600000);        /* large: 600052 -> 600064 */
+    store_sized("s2", 2);             /* 54 -> 64 */
+    store_sized("s3", 100);           /* 152 -> 160 */
+    store_sized("l3", 600001);        /* 600053 -> 600064 */
+    struct size_lines l = { .n = 0 };
+    cache_sizes_foreach(record_size, &l);
+    cr_assert_eq(l.n, 4);
+    uint32_t want_size[] = { 64, 160, 600064, 3000064 };
+    uint64_t want_count[] = { 2, 1, 2, 1 };
+    for (unsigned i = 0; i < 4; i++) {
+        cr_expect_eq(l.size[i], want_size[i], "line %u: size %u", i, l.size[i]);
+        cr_expect_eq(l.count[i], want_count[i], "line %u: count %lu", i, (unsigned long)l.count[i]);
+    }
+}
+
+Test(stats_sizes, counts_every_item_of_a_class_bigger_than_one_walk_step, .init = fx_start_default,
+     .fini = fx_stop, .timeout = 30)
+{
+    /* Many pages of one class: the walk takes the class lock batch by batch. */
+    char key[32];
+    for (unsigned i = 0; i < 50000; i++) {
+        snprintf(key, sizeof(key), "k%06u", i);
+        cr_assert_eq(fx_set(key, "v"), CACHE_OK);
+    }
+    for (unsigned i = 0; i < 50000; i += 3) {
+        snprintf(key, sizeof(key), "k%06u", i);
+        cache_delete(key, strlen(key));
+    }
+    struct size_lines l = { .n = 0 };
+    cache_sizes_foreach(record_size, &l);
+    cr_assert_eq(l.n, 1);
+    cr_expect_eq(l.size[0], 64);
+    cr_expect_eq(l.count[0], 50000 - 16667);
+}
