@@ -518,21 +518,23 @@ cache_touch(const char *key, size_t nkey, int64_t exptime)
 }
 
 /* memcached reads a counter with strtoull and accepts what it accepts:
- * leading white space, a sign, then digits ending at white space or NUL.
- * A minus sign is refused unless the value wraps to a small number. The
- * stored value always ends in "\r\n", so the scan stops in bounds. */
+ * leading white space, a sign, then digits ending at white space, NUL or
+ * the end of the value. A minus sign is refused unless the value wraps to a
+ * small number. Only the value's n bytes are read: memcached's strtoull runs
+ * on past a value of only white space (its "\r\n" is white space too) into
+ * whatever an earlier item left in the chunk (README: known differences). */
 bool
-parse_counter(const char *p, uint64_t *out)
+parse_counter(const char *p, size_t n, uint64_t *out)
 {
-    const char *start = p;
-    while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+    const char *end = p + n;
+    while (p < end && (*p == ' ' || (*p >= '\t' && *p <= '\r')))
         p++;
     bool neg = false;
-    if (*p == '+' || *p == '-')
+    if (p < end && (*p == '+' || *p == '-'))
         neg = *p++ == '-';
     const char *digits = p;
     uint64_t v = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
         unsigned d = (unsigned)(*p - '0');
         if (v > (UINT64_MAX - d) / 10)
             return false;
@@ -540,7 +542,7 @@ parse_counter(const char *p, uint64_t *out)
     }
     if (p == digits)
         return false;
-    if (!(*p == ' ' || (*p >= '\t' && *p <= '\r') || (*p == '\0' && p != start)))
+    if (p < end && !(*p == ' ' || (*p >= '\t' && *p <= '\r') || *p == '\0'))
         return false;
     if (neg) {
         v = (uint64_t)0 - v;
@@ -568,7 +570,7 @@ cache_arith(const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t *r
         else
             STAT_INC(STAT_NOCLASS, decr_misses);
         r = CACHE_MISS;
-    } else if (it->nbytes <= 2 || !parse_counter(item_value(it), &value)) {
+    } else if (!parse_counter(item_value(it), it->nbytes - 2, &value)) {
         r = CACHE_NOT_NUMBER;
     } else {
         if (incr) {

@@ -553,9 +553,10 @@ alloc_item(struct item **out, const char *key, size_t nkey, uint32_t flags,
 /* Stripe lock held: it takes old's place (old may be NULL). */
 void
 replace_linked(struct item *old, struct item *it, uint64_t hv);
-/* memcached's strtoull on a stored counter; false if it is not one. */
+/* memcached's strtoull on a stored counter of n value bytes (never read
+ * past them); false if it is not one. */
 bool
-parse_counter(const char *p, uint64_t *out);
+parse_counter(const char *p, size_t n, uint64_t *out);
 
 /* --- lease.c ------------------------------------------------------------- */
 /* Stripe lock held, it linked with a win handed out: replaces it with an

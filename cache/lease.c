@@ -238,7 +238,7 @@ arith_apply(struct item *it, uint64_t hv, struct cache_marith *a, struct item **
         return CACHE_NOT_NUMBER;
     if (a->cas != 0 && item_cas(it) != a->cas)
         return CACHE_EXISTS;
-    if (!parse_counter(item_value(it), &value))
+    if (!parse_counter(item_value(it), it->nbytes - 2, &value))
         return CACHE_NOT_NUMBER;
     if (a->incr) {
         value += a->delta; /* wraps at 2^64, as memcached does */

@@ -93,7 +93,7 @@ def run_corpus(rep, ctx):
             for case in cases:
                 # timed cases are covered by the scripted group; replaying
                 # their sleeps here would double the tier's run time
-                if case.nodiff or timed(case):
+                if case.nodiff or case.differs or timed(case):
                     continue
                 rep.case("diff/%s/%s" % (group, case.name), diff_case, ref_pool, sut_pool, case)
         finally:

@@ -175,6 +175,7 @@ class Case:
         self.fresh = False
         self.nosync = False
         self.nodiff = False
+        self.differs = None      # why fleetcached differs from memcached on purpose
 
     def stats_names(self):
         names = set()
@@ -235,6 +236,10 @@ def parse_file(path):
                 cur.nosync = True
             elif key == "nodiff":
                 cur.nodiff = True
+            elif key == "differs":
+                if not val.strip():
+                    raise CaseError("differs: wants the reason")
+                cur.differs = val.strip()
             elif key in ("send", "conn", "sleep", "distinct", "comment"):
                 if key == "send":
                     tokenize(val)

@@ -239,12 +239,27 @@ Test(cache, incr_lengthens_and_decr_pads_with_spaces)
 Test(cache, incr_refuses_what_is_not_a_number)
 {
     uint64_t v;
-    const char *bad[] = { "abc", "12abc", "-5", "", "18446744073709551616" };
+    const char *bad[] = { "abc", "12abc", "-5", "", "18446744073709551616", " ", "  ", "\t",
+                          " \r\n ", "+", " -" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         fx_set("n", bad[i]);
         cr_expect_eq(cache_arith("n", 1, true, 1, &v), CACHE_NOT_NUMBER, "'%s'", bad[i]);
     }
     cr_expect_eq(cache_arith("missing", 7, true, 1, &v), CACHE_MISS);
+}
+
+/* memcached 1.6.18 reads a counter with strtoull from the value's first byte:
+ * past a value of only white space (its "\r\n" included) into whatever an
+ * earlier item left in the chunk. We read the value's bytes only. */
+Test(cache, incr_on_a_value_of_spaces_never_reads_what_an_earlier_item_left)
+{
+    uint64_t v = 0;
+    fx_set("aa", "    12345");
+    cache_delete("aa", 2);
+    fx_set("bb", "  "); /* the same class: it takes aa's chunk from the free list */
+    cr_expect_eq(cache_arith("bb", 2, true, 1, &v), CACHE_NOT_NUMBER, "answered %llu",
+                 (unsigned long long)v);
+    fx_expect("bb", "  ");
 }
 
 Test(cache, incr_accepts_what_memcached_accepts)
