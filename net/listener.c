@@ -2,7 +2,13 @@
  * Why one acceptor and not SO_REUSEPORT per worker: it serves the unix
  * socket too, keeps "address already in use" a start-up error (REUSEPORT
  * would let a second daemon share the port silently), counts -c exactly,
- * and spreads connections evenly (round-robin, not by 4-tuple hash). */
+ * and spreads connections evenly (round-robin, not by 4-tuple hash).
+ *
+ * Workers read the table for `stats conns` while the main thread closes the
+ * listeners at shutdown: an entry is written only before it is counted in
+ * nlisteners (at start-up, before any worker exists), and listener_close
+ * uncounts every entry before it closes a socket, so a reader sees only
+ * entries that are complete and not being torn down. */
 #include "net/listener.h"
 
 #include <arpa/inet.h>
@@ -34,7 +40,8 @@ struct listener {
 };
 
 static struct listener listeners[LISTENER_MAX];
-static unsigned nlisteners;
+/* Entries [0, nlisteners) are complete; readers on other threads acquire. */
+static _Atomic unsigned nlisteners;
 static struct net_shared *shared;
 static struct ev_loop *accept_loop;
 static ev_timer pause_timer;
@@ -46,7 +53,8 @@ static const char too_many[] = "ERROR Too many open connections\r\n";
 static void
 listener_pause_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    for (unsigned i = 0; i < nlisteners; i++)
+    unsigned n = atomic_load_explicit(&nlisteners, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++)
         ev_io_start(loop, &listeners[i].io);
     atomic_store(&shared->accepting, true);
 }
@@ -65,7 +73,8 @@ listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 log_error("accept: %s; pausing new connections", strerror(errno));
                 atomic_fetch_add(&shared->listen_disabled_num, 1);
                 atomic_store(&shared->accepting, false);
-                for (unsigned j = 0; j < nlisteners; j++)
+                unsigned n = atomic_load_explicit(&nlisteners, memory_order_relaxed);
+                for (unsigned j = 0; j < n; j++)
                     ev_io_stop(loop, &listeners[j].io);
                 ev_timer_set(&pause_timer, LISTENER_PAUSE, 0.);
                 ev_timer_start(loop, &pause_timer);
@@ -88,16 +97,18 @@ listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 static bool
 listener_add(int fd, const char *name, char *err, size_t errlen)
 {
-    if (nlisteners == LISTENER_MAX) {
+    unsigned n = atomic_load_explicit(&nlisteners, memory_order_relaxed);
+    if (n == LISTENER_MAX) {
         snprintf(err, errlen, "too many listening addresses (max %d)", LISTENER_MAX);
         close(fd);
         return false;
     }
-    struct listener *l = &listeners[nlisteners++];
+    struct listener *l = &listeners[n];
     l->fd = fd;
     snprintf(l->name, sizeof(l->name), "%s", name);
     ev_io_init(&l->io, listener_accept_cb, fd, EV_READ);
     l->io.data = l;
+    atomic_store_explicit(&nlisteners, n + 1, memory_order_release); /* complete, then counted */
     return true;
 }
 
@@ -272,23 +283,25 @@ void
 listener_start(struct ev_loop *loop)
 {
     accept_loop = loop;
-    for (unsigned i = 0; i < nlisteners; i++)
+    unsigned n = atomic_load_explicit(&nlisteners, memory_order_relaxed);
+    for (unsigned i = 0; i < n; i++)
         ev_io_start(loop, &listeners[i].io);
-    atomic_store(&shared->nlisteners, nlisteners);
-    atomic_store(&shared->accepting, nlisteners > 0);
+    atomic_store(&shared->nlisteners, n);
+    atomic_store(&shared->accepting, n > 0);
 }
 
 void
 listener_close(void)
 {
-    for (unsigned i = 0; i < nlisteners; i++) {
+    /* Uncounted first: from here on no reader looks at an entry. */
+    unsigned n = atomic_exchange(&nlisteners, 0);
+    for (unsigned i = 0; i < n; i++) {
         if (accept_loop != NULL)
             ev_io_stop(accept_loop, &listeners[i].io);
         close(listeners[i].fd);
     }
     if (accept_loop != NULL)
         ev_timer_stop(accept_loop, &pause_timer);
-    nlisteners = 0;
     if (shared != NULL)
         atomic_store(&shared->accepting, false);
     if (unix_path != NULL) {
@@ -307,7 +320,8 @@ listener_port(void)
 void
 listener_stats_conns(struct reply_buf *out)
 {
-    for (unsigned i = 0; i < nlisteners; i++) {
+    unsigned n = atomic_load_explicit(&nlisteners, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
         const struct listener *l = &listeners[i];
         reply_printf(out, "STAT %d:addr %s\r\n", l->fd, l->name);
         reply_printf(out, "STAT %d:state conn_listening\r\n", l->fd);
