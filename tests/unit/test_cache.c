@@ -9,12 +9,20 @@
 
 TestSuite(cache, .init = fx_start_default, .fini = fx_stop, .timeout = 10);
 
+/* Spelled out by hand, not from CACHE_RESULTS: a renamed, reordered or
+ * unnamed result, or a lookup past the table, shows up here. */
 Test(cache, every_result_has_a_name)
 {
+    static const char *const want[] = {
+        "CACHE_OK", "CACHE_MISS", "CACHE_EXISTS", "CACHE_NOT_STORED", "CACHE_TOO_LARGE",
+        "CACHE_NO_MEMORY", "CACHE_NOT_NUMBER", "CACHE_BAD_KEY",
+    };
+    cr_assert_eq(CACHE_RESULT_COUNT, sizeof(want) / sizeof(want[0]),
+                 "a result was added: name it here");
     for (int r = 0; r < CACHE_RESULT_COUNT; r++)
-        cr_expect_eq(strncmp(cache_result_name((enum cache_result)r), "CACHE_", 6), 0);
-    cr_expect_str_eq(cache_result_name(CACHE_OK), "CACHE_OK");
-    cr_expect_str_eq(cache_result_name(CACHE_NOT_NUMBER), "CACHE_NOT_NUMBER");
+        cr_expect_str_eq(cache_result_name((enum cache_result)r), want[r], "result %d", r);
+    cr_expect_str_eq(cache_result_name(CACHE_RESULT_COUNT), "CACHE_UNKNOWN");
+    cr_expect_str_eq(cache_result_name((enum cache_result)-1), "CACHE_UNKNOWN");
 }
 
 Test(cache, set_then_get_returns_value_and_flags)

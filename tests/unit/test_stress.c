@@ -17,6 +17,10 @@
 
 static atomic_uint corrupt;
 static atomic_bool workers_done;
+static atomic_uint arith_wrong;     /* incr answered anything but "not a number" or a miss */
+/* How often each kind of operation met a stored item: each check above is
+ * only as good as the number of items it looked at. */
+static atomic_uint arith_refused, get_hits, delete_hits, appended;
 
 struct worker {
     unsigned seed;
@@ -38,7 +42,9 @@ work(void *arg)
     for (unsigned op = 0; op < OPS_PER_THREAD; op++) {
         unsigned r = next_rand(&w->seed);
         char key[32];
-        int nkey = snprintf(key, sizeof(key), "key:%u", r % KEYS);
+        /* A draw of its own: KEYS is a multiple of 8, so r % KEYS would tie
+         * each key to one operation (gets only ever on keys never set). */
+        int nkey = snprintf(key, sizeof(key), "key:%u", next_rand(&w->seed) % KEYS);
         /* A value names its key, so a reader can detect cross-talk. */
         size_t vlen = (size_t)snprintf(value, sizeof(value), "%s|", key);
         unsigned pick = next_rand(&w->seed);
@@ -49,6 +55,7 @@ work(void *arg)
         case 0: case 1: case 2: {
             struct item *it = cache_get(key, (size_t)nkey);
             if (it) {
+                atomic_fetch_add(&get_hits, 1);
                 if (memcmp(item_value(it), key, (size_t)nkey) != 0 || item_value(it)[nkey] != '|'
                     || memcmp(item_value(it) + item_nbytes(it) - 2, "\r\n", 2) != 0)
                     atomic_fetch_add(&corrupt, 1);
@@ -60,14 +67,22 @@ work(void *arg)
             fx_store(key, value, vlen, 0, 0, CACHE_SET, 0, NULL);
             break;
         case 5:
-            cache_delete(key, (size_t)nkey);
+            if (cache_delete(key, (size_t)nkey) == CACHE_OK)
+                atomic_fetch_add(&delete_hits, 1);
             break;
         case 6:
-            fx_store(key, "z", 1, 0, 0, CACHE_APPEND, 0, NULL);
+            if (fx_store(key, "z", 1, 0, 0, CACHE_APPEND, 0, NULL) == CACHE_OK)
+                atomic_fetch_add(&appended, 1);
             break;
         case 7: {
+            /* Every value starts "key:N|": never a number, so incr must refuse
+             * it (or miss), never count it up or fail for memory. */
             uint64_t v;
-            (void)cache_arith(key, (size_t)nkey, true, 1, &v); /* values are not numbers: must refuse */
+            enum cache_result ar = cache_arith(key, (size_t)nkey, true, 1, &v);
+            if (ar == CACHE_NOT_NUMBER)
+                atomic_fetch_add(&arith_refused, 1);
+            else if (ar != CACHE_MISS)
+                atomic_fetch_add(&arith_wrong, 1);
             break;
         }
         }
@@ -112,6 +127,11 @@ Test(stress, threads_hammering_a_small_cache_keep_every_invariant, .timeout = 24
     atomic_store(&workers_done, true);
     pthread_join(mover, NULL);
     cr_expect_eq(atomic_load(&corrupt), 0, "values read under the wrong key");
+    cr_expect_eq(atomic_load(&arith_wrong), 0, "incr took a value that is no number");
+    cr_expect_gt(atomic_load(&arith_refused), 0, "incr never met a stored value");
+    cr_expect_gt(atomic_load(&get_hits), 0, "no get ever found a value to check");
+    cr_expect_gt(atomic_load(&delete_hits), 0, "no delete ever found its key");
+    cr_expect_gt(atomic_load(&appended), 0, "no append ever found its key");
     struct cache_stats st;
     cache_stats_get(&st);
     cr_expect_leq(st.total_malloced, 4u << 20);
