@@ -216,4 +216,24 @@ fz_conn_play(const uint8_t *data, size_t size)
     return replies;
 }
 
+/* A whole target on one connection: a file holding only
+ *     #include "conn_harness.h"
+ *     FUZZ_CONN_TARGET()
+ * is a target (its seeds in corpus/NAME/ steer it: meta commands, say). */
+#define FUZZ_CONN_TARGET()                                          \
+    int LLVMFuzzerInitialize(int *argc, char ***argv);              \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);   \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)               \
+    {                                                               \
+        (void)argc;                                                 \
+        (void)argv;                                                 \
+        fz_conn_init();                                             \
+        return 0;                                                   \
+    }                                                               \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)    \
+    {                                                               \
+        fz_conn_play(data, size);                                   \
+        return 0;                                                   \
+    }
+
 #endif
