@@ -63,7 +63,7 @@ open_listeners(const char *spec)
 {
     clock_setup();
     sh.opts.tcp_port = 1;               /* TCP on; the -l entries name their ports */
-    sh.opts.listen = spec;
+    sh.opts.listen = (char *)spec; /* the option row is a mutable list */
     sh.opts.backlog = 16;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     cr_assert_not_null(loop);
