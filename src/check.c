@@ -18,11 +18,33 @@ check_failed(const char *cond, const char *file, int line, const char *func)
     abort();
 }
 
+/* This thread's id. gettid is a system call: once per thread, not once per
+ * probe (the lock-order check probes every class lock at each stripe lock);
+ * a forked child forgets the parent's. */
+static _Thread_local pid_t check_tid;
+static pthread_once_t check_tid_once = PTHREAD_ONCE_INIT;
+
+static void
+check_tid_forget(void)
+{
+    check_tid = 0;
+}
+
+static void
+check_tid_setup(void)
+{
+    pthread_atfork(NULL, NULL, check_tid_forget);
+}
+
 bool
 check_mutex_mine(const pthread_mutex_t *m)
 {
 #ifdef __GLIBC__
-    return m->__data.__owner == gettid();
+    if (check_tid == 0) {
+        pthread_once(&check_tid_once, check_tid_setup);
+        check_tid = gettid();
+    }
+    return m->__data.__owner == check_tid;
 #else
     (void)m;
     return true; /* unknown: never fail a check on a guess */

@@ -4,6 +4,8 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "src/check.h"
 
@@ -41,4 +43,19 @@ Test(check, knows_which_mutexes_this_thread_holds)
     cr_assert(check_mutex_mine(&m));
     pthread_mutex_unlock(&m);
     cr_assert_not(check_mutex_mine(&m));
+}
+
+Test(check, a_forked_child_knows_its_own_mutexes)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    cr_assert_not(check_mutex_mine(&m)); /* the parent's thread id is now cached */
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        pthread_mutex_lock(&m);
+        _exit(check_mutex_mine(&m) ? 0 : 1);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child took its parent's id");
 }
