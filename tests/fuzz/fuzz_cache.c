@@ -5,12 +5,19 @@
  * that an item a reader holds never changes under it. Any disagreement, and
  * any broken internal invariant (cache_verify, CHECKs), aborts.
  *
- * Input: a stream of operations, each an opcode byte then its arguments
- * (see next_op); the stream ends where the bytes do. Eight keys of different
- * lengths (one of 250 bytes); values from input bytes, decimal numbers with
- * space padding, or patterns of up to ~128 KiB (large items: slab_chunk_max
- * is 16 KiB here). Memory is ample and nothing is evicted, so the model needs
- * no LRU. */
+ * Input: a set-up byte, then a stream of operations, each an opcode byte
+ * then its arguments (see next_op); the stream ends where the bytes do.
+ * Eight keys of different lengths (one of 250 bytes); values from input
+ * bytes, decimal numbers with space padding, or patterns of up to ~128 KiB
+ * (large items: slab_chunk_max is 16 KiB here).
+ *
+ * Set-up byte, bit 0 clear: memory is ample, nothing may be evicted, and the
+ * model is exact. Bit 0 set: 1 MiB of 64 KiB pages, so stores evict, take
+ * pages from other classes and fail for memory; bits 1-2 pick slab_automove
+ * (0-2), and a reassign operation moves pages by hand. The model then also
+ * accepts a miss on a key it holds, but only if the cache counted an item
+ * lost (evicted, or unlinked by a page move) since it last saw that key, and
+ * a failure for memory only if the cache counted one. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct model {
     bool present;           /* stored and not deleted/flushed (may have expired) */
+    uint64_t loss_mark;     /* items the cache had lost when the model last saw this one */
     char *val;
     size_t vlen;
     uint32_t flags;
@@ -55,6 +63,8 @@ static size_t nkeys[NKEYS];
 static struct model m[NKEYS];
 static struct hold held[NHOLD];
 static uint32_t flush_pending;  /* rel time a delayed flush takes effect; 0 none */
+static bool tight;              /* small memory: see the set-up byte */
+static bool trace;              /* FUZZ_TRACE=1: each operation on stderr, for triage */
 static const uint8_t *in;
 static size_t in_left;
 static unsigned opno;
@@ -98,6 +108,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    trace = getenv("FUZZ_TRACE") != NULL;
     static const size_t lens[NKEYS] = { 1, 1, 2, 4, 250, 17, 1, 40 };
     for (size_t i = 0; i < VALUE_MAX; i++)
         pattern[i] = (char)('a' + i % 26);
@@ -108,6 +119,27 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         keys[k][0] = (char)('a' + k); /* distinct even at one byte */
     }
     return 0;
+}
+
+/* --- what the cache counts as lost --- */
+
+/* Items taken from the cache alive: evicted from an LRU, evicted or unlinked
+ * while busy by a page move. */
+static uint64_t
+losses(void)
+{
+    struct cache_stats st;
+    cache_stats_get(&st);
+    return st.ops.evictions + st.mover.slab_reassign_evictions_nomem +
+           st.mover.slab_reassign_busy_deletes;
+}
+
+static uint64_t
+out_of_memory(void)
+{
+    struct cache_stats st;
+    cache_stats_get(&st);
+    return st.ops.outofmemory;
 }
 
 /* --- the model's rules (memcached's, as cache.h states them) --- */
@@ -122,6 +154,18 @@ static bool
 live(unsigned k)
 {
     return m[k].present && !(m[k].exp != 0 && m[k].exp <= now());
+}
+
+/* A result that says "absent" for a key the model holds: true (and the
+ * model forgets the key) if the cache may have lost it since the model last
+ * saw it. Never with ample memory. */
+static bool
+lost(unsigned k)
+{
+    if (!tight || !live(k) || losses() <= m[k].loss_mark)
+        return false;
+    m[k].present = false;
+    return true;
 }
 
 static uint32_t
@@ -152,7 +196,7 @@ set_model(unsigned k, const char *v, size_t vlen, uint32_t flags, uint32_t exp, 
         die("CAS %" PRIu64 " not above %" PRIu64, cas, m[k].cas_floor);
     m[k] = (struct model){ .present = true, .val = copy, .vlen = vlen, .flags = flags,
                            .exp = exp, .cas = cas, .cas_floor = cas ? cas : m[k].cas_floor,
-                           .gen = m[k].gen + 1 };
+                           .gen = m[k].gen + 1, .loss_mark = losses() };
 }
 
 static void
@@ -174,6 +218,7 @@ check_item(unsigned k, struct item *it)
         die("key %u: value differs (%u bytes, model %zu)", k, item_nbytes(it) - 2, m[k].vlen);
     if (item_flags(it) != m[k].flags)
         die("key %u: flags %u, model %u", k, item_flags(it), m[k].flags);
+    m[k].loss_mark = losses();
     uint64_t cas = item_cas(it);
     if (m[k].cas == 0) {
         if (cas <= m[k].cas_floor)
@@ -274,6 +319,27 @@ flags(void)
 
 /* --- operations --- */
 
+/* What a store of vlen bytes under key k should answer, by the model. */
+static enum cache_result
+store_result(unsigned k, enum cache_store_op op, size_t vlen, uint64_t cas_in)
+{
+    bool was_live = live(k);
+    switch (op) {
+    case CACHE_SET:
+        return CACHE_OK;
+    case CACHE_ADD:
+        return was_live ? CACHE_NOT_STORED : CACHE_OK;
+    case CACHE_REPLACE:
+        return was_live ? CACHE_OK : CACHE_NOT_STORED;
+    case CACHE_APPEND:
+    case CACHE_PREPEND:
+        return was_live && fits(k, m[k].vlen + vlen) ? CACHE_OK : CACHE_NOT_STORED;
+    case CACHE_CAS:
+        return !was_live ? CACHE_MISS : cas_in != m[k].cas ? CACHE_EXISTS : CACHE_OK;
+    }
+    return CACHE_OK;
+}
+
 static void
 op_store(unsigned k, enum cache_store_op op)
 {
@@ -284,12 +350,15 @@ op_store(unsigned k, enum cache_store_op op)
     uint8_t cas_sel = op == CACHE_CAS ? byte() : 0;
 
     struct item *it = NULL;
+    uint64_t oom = out_of_memory();
     enum cache_result r = cache_alloc(&it, keys[k], nkeys[k], fl, t, (uint32_t)vlen);
     if (!fits(k, vlen)) {
         if (r != CACHE_TOO_LARGE)
             die("key %u: %zu bytes allocated past the item limit: %s", k, vlen, cache_result_name(r));
         return;
     }
+    if (r == CACHE_NO_MEMORY && tight && out_of_memory() > oom)
+        return; /* nothing stored, nothing changed */
     if (r != CACHE_OK)
         die("key %u: alloc of %zu bytes: %s", k, vlen, cache_result_name(r));
     memcpy(item_value(it), v, vlen);
@@ -299,9 +368,10 @@ op_store(unsigned k, enum cache_store_op op)
     if (op == CACHE_CAS && live(k)) {
         if (m[k].cas == 0) { /* learn it first, as a client would with gets */
             struct item *g = cache_get(keys[k], nkeys[k]);
-            if (g == NULL)
+            if (g == NULL && !lost(k))
                 die("key %u: live in the model, missed", k);
-            check_item(k, g);
+            if (g != NULL)
+                check_item(k, g);
             cache_release(&g);
         }
         cas_in = m[k].cas + (cas_sel & 1 ? 1 + (cas_sel >> 1) : 0);
@@ -309,27 +379,18 @@ op_store(unsigned k, enum cache_store_op op)
         cas_in = cas_sel;
     }
 
-    bool was_live = live(k);
-    enum cache_result want = CACHE_OK;
-    switch (op) {
-    case CACHE_SET:
-        break;
-    case CACHE_ADD:
-        want = was_live ? CACHE_NOT_STORED : CACHE_OK;
-        break;
-    case CACHE_REPLACE:
-        want = was_live ? CACHE_OK : CACHE_NOT_STORED;
-        break;
-    case CACHE_APPEND:
-    case CACHE_PREPEND:
-        want = was_live && fits(k, m[k].vlen + vlen) ? CACHE_OK : CACHE_NOT_STORED;
-        break;
-    case CACHE_CAS:
-        want = !was_live ? CACHE_MISS : cas_in != m[k].cas ? CACHE_EXISTS : CACHE_OK;
-        break;
-    }
     uint64_t cas_out = 0;
+    oom = out_of_memory();
     r = cache_store(it, op, cas_in, &cas_out);
+    enum cache_result want = store_result(k, op, vlen, cas_in);
+    if (r == CACHE_NOT_STORED && want == CACHE_OK && tight && out_of_memory() > oom &&
+        (op == CACHE_APPEND || op == CACHE_PREPEND)) {
+        /* The joined value found no memory; the old one, which the store
+         * held all along, is still there. */
+        want = CACHE_NOT_STORED;
+    } else if (r != want && lost(k)) {
+        want = store_result(k, op, vlen, cas_in);
+    }
     if (r != want)
         die("key %u: store op %d: %s, model %s", k, (int)op, cache_result_name(r),
             cache_result_name(want));
@@ -364,7 +425,7 @@ op_get(unsigned k, bool touch)
     int64_t t = touch ? ttl() : 0;
     struct item *it = touch ? cache_get_touch(keys[k], nkeys[k], t) : cache_get(keys[k], nkeys[k]);
     if (it == NULL) {
-        if (live(k))
+        if (live(k) && !lost(k))
             die("key %u: a miss, the model holds %zu bytes", k, m[k].vlen);
         return;
     }
@@ -380,6 +441,8 @@ op_touch(unsigned k)
     int64_t t = ttl();
     enum cache_result r = cache_touch(keys[k], nkeys[k], t);
     enum cache_result want = live(k) ? CACHE_OK : CACHE_MISS;
+    if (r == CACHE_MISS && want == CACHE_OK && lost(k))
+        want = CACHE_MISS;
     if (r != want)
         die("key %u: touch %s, model %s", k, cache_result_name(r), cache_result_name(want));
     if (r == CACHE_OK)
@@ -391,6 +454,8 @@ op_delete(unsigned k)
 {
     enum cache_result r = cache_delete(keys[k], nkeys[k]);
     enum cache_result want = live(k) ? CACHE_OK : CACHE_MISS;
+    if (r == CACHE_MISS && want == CACHE_OK && lost(k))
+        want = CACHE_MISS;
     if (r != want)
         die("key %u: delete %s, model %s", k, cache_result_name(r), cache_result_name(want));
     forget(k);
@@ -404,10 +469,16 @@ op_arith(unsigned k, bool incr)
     for (unsigned i = 0; i < n; i++)
         delta = delta << 8 | byte();
     uint64_t got = 0, v = 0;
+    uint64_t oom = out_of_memory();
     enum cache_result r = cache_arith(keys[k], nkeys[k], incr, delta, &got);
+    if (r == CACHE_MISS && live(k))
+        (void)lost(k);
     enum cache_result want = !live(k) ? CACHE_MISS
                              : model_counter(m[k].val, m[k].vlen, &v) ? CACHE_OK
                                                                       : CACHE_NOT_NUMBER;
+    /* A longer result that found no memory for its new item changes nothing. */
+    if (r == CACHE_NO_MEMORY && want == CACHE_OK && tight && out_of_memory() > oom)
+        return;
     if (r != want)
         die("key %u: %s on '%.*s': %s, model %s", k, incr ? "incr" : "decr",
             (int)(m[k].vlen < 40 ? m[k].vlen : 40), m[k].present ? m[k].val : "",
@@ -440,6 +511,8 @@ op_drop(unsigned k)
     if (sel & 2)
         h ^= 1 + (sel >> 2);
     enum cache_result r = cache_drop(keys[k], nkeys[k], has_hash, h);
+    if (r == CACHE_MISS && live(k))
+        (void)lost(k);
     enum cache_result want = !live(k) ? CACHE_MISS : has_hash && !(sel & 2) ? CACHE_EXISTS : CACHE_OK;
     if (r != want)
         die("key %u: drop %s, model %s", k, cache_result_name(r), cache_result_name(want));
@@ -498,7 +571,7 @@ op_hold(unsigned k)
     }
     struct item *it = cache_get(keys[k], nkeys[k]);
     if (it == NULL) {
-        if (live(k))
+        if (live(k) && !lost(k))
             die("key %u: a miss, the model holds %zu bytes", k, m[k].vlen);
         return;
     }
@@ -512,6 +585,20 @@ op_hold(unsigned k)
     if (h->snap == NULL)
         die("out of memory");
     memcpy(h->snap, item_key(it), h->snaplen);
+}
+
+/* `slabs reassign src dst` by hand (tight memory only): pages leave a class
+ * with their items rescued, evicted or, if busy, waited for. */
+static void
+op_reassign(void)
+{
+    uint8_t a = byte(), b = byte();
+    if (!tight)
+        return;
+    int n = (int)cache_class_count();
+    int src = (int)(a % (n + 1)) - 1;   /* -1: any class */
+    int dst = (int)(b % (n + 1));       /* 0: the pool */
+    (void)cache_slabs_reassign(src, dst);
 }
 
 static void
@@ -537,6 +624,8 @@ op_check(void)
     struct cache_stats st;
     cache_stats_get(&st);
     linked = st.curr_items;
+    if (!tight && losses() != 0)
+        die("an item was lost with ample memory");
     if (sized != linked)
         die("stats sizes counts %" PRIu64 " items, curr_items %" PRIu64, sized, linked);
 }
@@ -548,7 +637,10 @@ next_op(void)
     if (!take(&op))
         return false;
     unsigned k = byte() % NKEYS;
-    switch (op % 17) {
+    if (trace)
+        fprintf(stderr, "op %u: %u key %u (live %d, losses %llu)\n", opno, op % 18, k, live(k),
+                (unsigned long long)losses());
+    switch (op % 18) {
     case 0: op_store(k, CACHE_SET); break;
     case 1: op_store(k, CACHE_ADD); break;
     case 2: op_store(k, CACHE_REPLACE); break;
@@ -565,6 +657,7 @@ next_op(void)
     case 13: op_flush(); break;
     case 14: op_advance(); break;
     case 15: op_hold(k); break;
+    case 16: op_reassign(); break;
     default: op_check(); break;
     }
     return true;
@@ -573,13 +666,17 @@ next_op(void)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size == 0)
+        return 0;
+    tight = data[0] & 1;
     clock_setup();
     struct cache_options o;
     cache_options_default(&o);
     /* Small pages keep a fresh cache per input cheap; 32 MiB holds the
      * worst case (eight 1 MiB items, four held ones, every class) twice. */
     o.page_size = 64u << 10;
-    o.mem_limit = 32u << 20;
+    o.mem_limit = tight ? 1u << 20 : 32u << 20;
+    o.slab_automove = tight ? (data[0] >> 1) % 3 : 0;
     o.slab_chunk_max = 16u << 10;
     o.item_max = ITEM_MAX;
     o.hashpower = 10;
@@ -589,8 +686,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         die("cache_setup: %s", err);
     memset(m, 0, sizeof(m));
     flush_pending = 0;
-    in = data;
-    in_left = size;
+    in = data + 1;
+    in_left = size - 1;
     for (opno = 0; opno < MAX_OPS && next_op(); opno++)
         ;
     for (unsigned s = 0; s < NHOLD; s++) {
