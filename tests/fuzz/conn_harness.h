@@ -196,6 +196,9 @@ fz_conn_play(const uint8_t *data, size_t size)
             }
         }
         ev_run(fz_worker.loop, EVRUN_NOWAIT);
+        /* "verbosity 2" logs every command after it: let it for the rest of
+         * one pass, not of the input (writes to stderr are slow). */
+        log_setup(LOG_ERROR);
         for (;;) {
             ssize_t r = recv(sv[1], sink, sizeof(sink), 0);
             if (r <= 0)
