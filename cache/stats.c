@@ -202,10 +202,11 @@ cmp_u32(const void *a, const void *b)
  * short lock holds: a slab item is no larger than slab_chunk_max, so one
  * bucket per 32 bytes up to there covers every slab class, and the classes
  * are walked page by page, SIZES_BATCH chunks per hold of the class lock
- * (pages never move and LINKED changes only under that lock, as for the
- * reclaimer). Large items hold at least one page of the budget each, so
- * they are few: their buckets are collected in one hold, sorted, and follow
- * the histogram. */
+ * (LINKED changes only under that lock, as for the reclaimer; a page that
+ * moves to another class between two holds may be missed: the numbers are
+ * a snapshot, as memcached's are). Each large item is over slab_chunk_max
+ * bytes of the budget, so they are few: their buckets are collected in one
+ * hold, sorted, and follow the histogram. */
 void
 cache_sizes_foreach(cache_size_fn fn, void *arg)
 {
