@@ -72,16 +72,12 @@ fz_conn_init(void)
 {
     clock_setup();
     log_setup(LOG_ERROR);
-    fz_shared.opts = (struct net_options){
-        .threads = 1,
-        .max_conns = 1024,
-        .reqs_per_event = 20,
-        .flush_enabled = true,
-        .track_sizes = true,
-        .version = "fuzz",
-        .on_invalidate = fz_on_invalidate,
-        .on_flush = fz_on_flush,
-    };
+    net_options_default(&fz_shared.opts); /* the server's defaults (-A off: no shutdown) */
+    fz_shared.opts.threads = 1;
+    fz_shared.opts.track_sizes = true;
+    fz_shared.opts.version = "fuzz";
+    fz_shared.opts.on_invalidate = fz_on_invalidate;
+    fz_shared.opts.on_flush = fz_on_flush;
     fz_shared.started = time(NULL);
     pthread_mutex_init(&fz_shared.reset_lock, NULL);
     fz_shared.workers = &fz_worker;
