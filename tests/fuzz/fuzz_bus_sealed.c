@@ -2,7 +2,7 @@
  * forge a tag, so the harness seals what the fuzzer writes with the fleet's
  * key and lets it damage the result:
  *   byte 0      mode: 0 raw (the rest is a datagram, as from an attacker),
- *               else sealed by the harness
+ *               else sealed by the harness, as version 2 if bit 1 is set
  *   byte 1      type;  bytes 2-5 node id;  6-13 epoch;  14-21 seq (big-endian)
  *   bytes 22-23 position of one damaged byte, byte 24 its xor (0: intact)
  *   the rest    the plaintext payload
@@ -51,6 +51,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < FS_FIELDS)
         return 0;
     struct wire_header h = {
+        .version = (data[0] & 2) ? 2 : 1,
         .type = data[1],
         .node_id = (uint32_t)fs_be(data + 2, 4),
         .epoch = fs_be(data + 6, 8),

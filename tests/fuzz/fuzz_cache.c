@@ -336,8 +336,10 @@ store_result(unsigned k, enum cache_store_op op, size_t vlen, uint64_t cas_in)
         return was_live && fits(k, m[k].vlen + vlen) ? CACHE_OK : CACHE_NOT_STORED;
     case CACHE_CAS:
         return !was_live ? CACHE_MISS : cas_in != m[k].cas ? CACHE_EXISTS : CACHE_OK;
+    case CACHE_CAS_STALE:
+        break; /* meta's late fill: leases are not modelled, never played */
     }
-    return CACHE_OK;
+    die("store op %d is not modelled", (int)op);
 }
 
 static void

@@ -59,8 +59,12 @@ fw_check_data(const uint8_t *p, size_t len)
                 fw_die("accepted a key of impossible length");
             if ((const uint8_t *)r.key < p || (const uint8_t *)r.key + r.nkey > p + len)
                 fw_die("a key view points outside the payload");
-            put = wire_put_invalidate(again, sizeof(again), &alen, r.key, r.nkey, r.has_hash,
-                                      r.hash);
+            if (r.op == WIRE_OP_STALE)
+                put = wire_put_stale(again, sizeof(again), &alen, r.key, r.nkey, r.has_exptime,
+                                     r.exptime);
+            else
+                put = wire_put_invalidate(again, sizeof(again), &alen, r.key, r.nkey, r.has_hash,
+                                          r.hash);
         }
         if (!put)
             fw_die("an accepted record does not encode again");
@@ -71,14 +75,15 @@ fw_check_data(const uint8_t *p, size_t len)
         return;
     if (nrec != walked)
         fw_die("wire_check_data miscounted the records");
-    /* Only a record with has_hash clear may carry any hash bytes: they are
-     * ignored, so compare with the hash field masked there. */
+    /* A record with has_hash (has_exptime) clear may carry any bytes in that
+     * field: they are ignored, so compare with the field masked there. */
     if (alen != len)
         fw_die("re-encoded payload length differs");
     for (size_t o = 0; o < len;) {
         size_t start = o;
         wire_next_record(p, len, &o, &r);
-        bool hashless = r.op == WIRE_OP_INVALIDATE && !r.has_hash;
+        bool hashless = (r.op == WIRE_OP_INVALIDATE && !r.has_hash) ||
+                        (r.op == WIRE_OP_STALE && !r.has_exptime);
         for (size_t i = start; i < o; i++) {
             bool hash_byte = hashless && i >= start + 3 && i < start + 11;
             if (!hash_byte && again[i] != p[i])
@@ -110,9 +115,16 @@ fw_decode(const uint8_t *key, const uint8_t *buf, size_t len)
     uint8_t again[WIRE_PAYLOAD_MAX];
     size_t alen = 0;
     switch (h.type) {
-    case WIRE_DATA:
+    case WIRE_DATA: {
         fw_check_data(payload, h.plen);
-        return wire_check_data(payload, h.plen, &(unsigned){0}) == WIRE_OK;
+        if (wire_check_data(payload, h.plen, &(unsigned){0}) != WIRE_OK)
+            return false;
+        /* A record newer than the datagram's version is refused (receive.c). */
+        uint8_t v = wire_data_version(payload, h.plen);
+        if (v < WIRE_VERSION_MIN || v > WIRE_VERSION)
+            fw_die("a payload needs a version nobody speaks");
+        return v <= h.version;
+    }
     case WIRE_HEARTBEAT: {
         struct wire_heartbeat hb;
         if (wire_get_heartbeat(payload, h.plen, &hb) != WIRE_OK)
