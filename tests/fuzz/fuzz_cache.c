@@ -24,11 +24,11 @@
 #include <string.h>
 
 #include "cache/cache.h"
+#include "cache/cache_internal.h" /* the item header's size, for the -I limit */
 #include "src/clock.h"
 
 #define NKEYS 8
 #define NHOLD 4
-#define ITEM_HEADER 48
 #define ITEM_MAX (1u << 20)
 #define MAX_OPS 512
 
@@ -181,7 +181,7 @@ exp_for(int64_t ttl)
 static bool
 fits(unsigned k, size_t vlen)
 {
-    return ITEM_HEADER + nkeys[k] + vlen + 2 <= ITEM_MAX;
+    return sizeof(struct item) + nkeys[k] + vlen + 2 <= ITEM_MAX;
 }
 
 static void
