@@ -199,14 +199,16 @@ cmp_u32(const void *a, const void *b)
 }
 
 /* `stats sizes` in memory bounded by the slab geometry, not by -I, and with
- * short lock holds: a slab item is no larger than slab_chunk_max, so one
- * bucket per 32 bytes up to there covers every slab class, and the classes
- * are walked page by page, SIZES_BATCH chunks per hold of the class lock
- * (LINKED changes only under that lock, as for the reclaimer; a page that
- * moves to another class between two holds may be missed: the numbers are
- * a snapshot, as memcached's are). Each large item is over slab_chunk_max
+ * short lock holds. Buckets are of memcached's size for an item (see
+ * cache_item_size; at most one byte over ours), so a slab item, no larger
+ * than slab_chunk_max, falls in the first slab_chunk_max / 32 + 2 of them:
+ * one histogram that long covers every slab class. The classes are walked
+ * page by page, SIZES_BATCH chunks per hold of the class lock (LINKED
+ * changes only under that lock, as for the reclaimer; a page that moves to
+ * another class between two holds may be missed: the numbers are a
+ * snapshot, as memcached's are). Each large item is over slab_chunk_max
  * bytes of the budget, so they are few: their buckets are collected in one
- * hold, sorted, and follow the histogram. */
+ * hold, sorted, and merged into the histogram's lines in size order. */
 void
 cache_sizes_foreach(cache_size_fn fn, void *arg)
 {
@@ -253,12 +255,20 @@ cache_sizes_foreach(cache_size_fn fn, void *arg)
                 break;
         }
     }
-    for (size_t b = 0; b < nb; b++)
-        if (hist[b])
-            fn((uint32_t)(b * 32), hist[b], arg);
     if (nbig > 0)
         qsort(big, nbig, sizeof(*big), cmp_u32);
-    for (size_t i = 0; i < nbig;) {
+    /* One line per bucket in size order: the large items' buckets join the
+     * histogram's where they meet it (with -C a large item's memcached size
+     * is a little under ours) and follow it. */
+    size_t i = 0;
+    for (size_t b = 0; b < nb; b++) {
+        uint64_t n = hist[b];
+        for (; i < nbig && big[i] == b; i++)
+            n++;
+        if (n)
+            fn((uint32_t)(b * 32), n, arg);
+    }
+    while (i < nbig) {
         size_t j = i;
         while (j < nbig && big[j] == big[i])
             j++;

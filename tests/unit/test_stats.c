@@ -1,7 +1,6 @@
 /* Tests for cache/stats.c: counters as memcached names them, summed over
  * threads, and reset. */
 #include "cache_fixture.h"
-#include "cache/cache_internal.h"
 
 #include <pthread.h>
 
@@ -177,11 +176,11 @@ Test(stats_sizes, memory_does_not_grow_with_the_item_limit, .init = start_huge_i
 }
 
 /* The bucket an item of vlen value bytes under a 2-byte key falls in:
- * header + key + value + "\r\n", rounded up to 32 bytes. */
+ * memcached's size for it, rounded up to 32 bytes. */
 static uint32_t
 bucket(size_t vlen)
 {
-    return (uint32_t)((sizeof(struct item) + 2 + vlen + 2 + 31) / 32 * 32);
+    return (cache_item_size(2, vlen + 2) + 31) / 32 * 32;
 }
 
 Test(stats_sizes, lists_slab_and_large_items_in_size_order, .init = start_huge_items,
@@ -222,6 +221,46 @@ Test(stats_sizes, counts_every_item_of_a_class_bigger_than_one_walk_step, .init 
     struct size_lines l = { .n = 0 };
     cache_sizes_foreach(record_size, &l);
     cr_assert_eq(l.n, 1);
-    cr_expect_eq(l.size[0], (sizeof(struct item) + 7 + 1 + 2 + 31) / 32 * 32); /* k000000 = v */
+    cr_expect_eq(l.size[0], (cache_item_size(7, 1 + 2) + 31) / 32 * 32); /* k000000 = v */
     cr_expect_eq(l.count[0], 50000 - 16667);
+}
+
+static void
+start_huge_items_without_cas(void)
+{
+    struct cache_options o = fx_options(64);
+    o.item_max = 1u << 30;
+    o.use_cas = false;
+    o.slab_chunk_max = 4096;
+    fx_start(&o);
+}
+
+/* Without CAS memcached's size for an item is 7 bytes under ours, so the
+ * largest slab items and the smallest large ones can share a bucket: it is
+ * still one line, and the lines stay in size order. */
+Test(stats_sizes, slab_and_large_items_of_one_bucket_make_one_line, .init = start_huge_items_without_cas,
+     .fini = fx_stop, .timeout = 20)
+{
+    char key[8];
+    uint32_t seen_bucket = 0;
+    unsigned stored = 0;
+    /* Sizes on both sides of slab_chunk_max, one byte apart. */
+    for (size_t vlen = 3950; vlen < 4100; vlen++) {
+        snprintf(key, sizeof(key), "%04zu", vlen);
+        char *v = malloc(vlen + 1);
+        memset(v, 'v', vlen);
+        v[vlen] = '\0';
+        cr_assert_eq(fx_set(key, v), CACHE_OK);
+        free(v);
+        stored++;
+    }
+    struct size_lines l = { .n = 0 };
+    cache_sizes_foreach(record_size, &l);
+    uint64_t total = 0;
+    for (unsigned i = 0; i < l.n; i++) {
+        cr_expect_gt(l.size[i], seen_bucket, "line %u (%u) out of order or repeated", i, l.size[i]);
+        seen_bucket = l.size[i];
+        total += l.count[i];
+    }
+    cr_expect_eq(total, stored);
 }
