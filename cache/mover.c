@@ -51,6 +51,10 @@ struct vacate {
     bool busy_delete;               /* unlink referenced items */
     const struct alloc_hold *hold;
     uint32_t now;
+    /* Met a live idle item it may neither rescue (no free chunk in the
+     * class) nor evict (-M): passes that wait for readers cannot empty the
+     * page, so a store gives it up at once instead of spinning on it. */
+    bool stuck;
 };
 
 enum mover_counter {
@@ -261,6 +265,7 @@ move_linked_locked(struct vacate *v, struct slab_class *cls, struct item *it)
             count(MC_slab_reassign_evictions_nomem, 1);
             item_reclaim_locked(it, hv);
         } else {
+            v->stuck = true;
             done = false;
         }
     } else {
@@ -305,6 +310,10 @@ vacate_pass_locked(struct vacate *v)
          * comes back through slab_put_locked when released. */
         if (!item_has(it, ITEM_LINKED) || !move_linked_locked(v, cls, it))
             busy++;
+        /* A store stops at the first item nothing will move (the background
+         * mover goes on: what it claims now is less to do later). */
+        if (v->stuck && v->slot == MOVE_SLOT_NOW)
+            return busy;
     }
     return busy;
 }
@@ -428,6 +437,8 @@ vacate_now(unsigned id, const struct alloc_hold *hold)
                 pthread_mutex_unlock(&cls->lock);
                 return page;
             }
+            if (v.stuck)
+                break; /* waiting for readers would not help: another page */
         }
         count(MC_slab_reassign_busy_items, busy);
         vacate_abandon_locked(&v);
