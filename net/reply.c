@@ -372,7 +372,10 @@ reply_log_since(const struct reply_buf *rb, const struct reply_mark *m, int fd)
 {
     /* Every line a reply queues is in the text buffer, in order; so are
      * the values of at most REPLY_COPY_MAX bytes, right after their VALUE
-     * or VA line (larger ones are segments pointing into items). */
+     * or VA line (larger ones are segments pointing into items).
+     * A command that queued nothing (noreply) may find no buffer at all yet. */
+    if (rb->text_len <= m->text_len)
+        return;
     const char *p = rb->text + m->text_len;
     const char *end = rb->text + rb->text_len;
     while (p < end) {

@@ -13,6 +13,7 @@
 #include "cache/cache.h"
 #include "net/reply.h"
 #include "src/clock.h"
+#include "src/log.h"
 
 static void
 setup_cache(void)
@@ -236,4 +237,22 @@ Test(reply, small_values_are_copied_and_released_at_once_large_ones_held_until_s
     cr_assert(cache_verify(err, sizeof(err)), "%s", err);
     close(sv[0]);
     close(sv[1]);
+}
+
+/* -vv logs each reply; a command that queued nothing (noreply) on a fresh
+ * connection has no text buffer yet: nothing to log, and no arithmetic on
+ * a null pointer (UBSan stopped the text fuzz target there). */
+Test(reply, logging_a_reply_on_a_connection_that_has_sent_nothing_logs_nothing)
+{
+    struct reply_buf rb;
+    reply_buf_init(&rb);
+    struct reply_mark m;
+    reply_mark(&rb, &m);
+    log_setup(LOG_DEBUG);
+    reply_log_since(&rb, &m, 7);
+    reply_line(&rb, "STORED");
+    reply_log_since(&rb, &m, 7);
+    log_setup(LOG_ERROR);
+    cr_expect_eq(rb.text_len, 8);
+    reply_buf_deinit(&rb);
 }
