@@ -92,18 +92,26 @@ fw_check_data(const uint8_t *p, size_t len)
     }
 }
 
-/* Decodes one datagram as a node holding key (NULL: no key) would. Returns
- * true when every part of it was accepted. */
+/* Decodes one datagram as a node holding key (NULL: no key) would
+ * (receive.c). Returns true when it is taken: read whole, or authenticated
+ * DATA it cannot read, which a node applies as a flush. */
 static bool
 fw_decode(const uint8_t *key, const uint8_t *buf, size_t len)
 {
     struct wire_header h;
-    if (wire_header_decode(buf, len, &h) != WIRE_OK)
+    enum wire_result hr = wire_header_decode(buf, len, &h);
+    if (hr != WIRE_OK && hr != WIRE_NEWER)
         return false;
-    uint8_t head[WIRE_HEADER_SIZE];
-    wire_header_encode(&h, head);
-    if (memcmp(head, buf, WIRE_HEADER_SIZE) != 0)
-        fw_die("re-encoded header differs");
+    if (hr == WIRE_OK) {
+        uint8_t head[WIRE_HEADER_SIZE];
+        wire_header_encode(&h, head);
+        if (memcmp(head, buf, WIRE_HEADER_SIZE) != 0)
+            fw_die("re-encoded header differs");
+        if (h.version > WIRE_VERSION || wire_type_version(h.type) > h.version)
+            fw_die("the header decoder accepted a type its version does not have");
+    } else if (h.version <= WIRE_VERSION) {
+        fw_die("WIRE_NEWER for a version this node speaks");
+    }
     uint8_t plain[WIRE_PAYLOAD_MAX];
     const uint8_t *payload = NULL;
     if (!bus_crypto_open(key, &h, buf, len, plain, &payload))
@@ -112,18 +120,20 @@ fw_decode(const uint8_t *key, const uint8_t *buf, size_t len)
         fw_die("opened a sealed datagram without a key");
     if (key && !(h.flags & WIRE_FLAG_SEALED))
         fw_die("accepted clear text with a key");
+    /* A newer format: only its DATA counts (as a flush). */
+    if (hr == WIRE_NEWER)
+        return h.type == WIRE_DATA;
     uint8_t again[WIRE_PAYLOAD_MAX];
     size_t alen = 0;
     switch (h.type) {
     case WIRE_DATA: {
         fw_check_data(payload, h.plen);
         if (wire_check_data(payload, h.plen, &(unsigned){0}) != WIRE_OK)
-            return false;
-        /* A record newer than the datagram's version is refused (receive.c). */
+            return true; /* unreadable: applied as a flush */
         uint8_t v = wire_data_version(payload, h.plen);
         if (v < WIRE_VERSION_MIN || v > WIRE_VERSION)
             fw_die("a payload needs a version nobody speaks");
-        return v <= h.version;
+        return true; /* read whole, or (v > h.version) applied as a flush */
     }
     case WIRE_HEARTBEAT: {
         struct wire_heartbeat hb;
@@ -150,6 +160,15 @@ fw_decode(const uint8_t *key, const uint8_t *buf, size_t len)
         if (wire_get_gone(payload, h.plen, &g) != WIRE_OK)
             return false;
         alen = wire_put_gone(again, &g);
+        break;
+    }
+    case WIRE_STATUS: {
+        struct wire_status st;
+        if (wire_get_status(payload, h.plen, &st) != WIRE_OK)
+            return false;
+        if (st.n > WIRE_STATUS_ENTRIES_MAX)
+            fw_die("accepted a STATUS with too many entries");
+        alen = wire_put_status(again, &st);
         break;
     }
     default:
