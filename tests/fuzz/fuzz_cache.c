@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "cache/cache.h"
-#include "cache/cache_internal.h" /* the item header's size, for the -I limit */
+#include "cache/cache_internal.h" /* item_total, for the -I limit */
 #include "src/clock.h"
 
 #define NKEYS 8
@@ -179,9 +179,9 @@ exp_for(int64_t ttl)
 }
 
 static bool
-fits(unsigned k, size_t vlen)
+fits(unsigned k, size_t vlen, uint32_t flags)
 {
-    return sizeof(struct item) + nkeys[k] + vlen + 2 <= ITEM_MAX;
+    return item_total(nkeys[k], flags != 0 ? sizeof(flags) : 0, vlen + 2) <= ITEM_MAX;
 }
 
 static void
@@ -333,7 +333,7 @@ store_result(unsigned k, enum cache_store_op op, size_t vlen, uint64_t cas_in)
         return was_live ? CACHE_OK : CACHE_NOT_STORED;
     case CACHE_APPEND:
     case CACHE_PREPEND:
-        return was_live && fits(k, m[k].vlen + vlen) ? CACHE_OK : CACHE_NOT_STORED;
+        return was_live && fits(k, m[k].vlen + vlen, m[k].flags) ? CACHE_OK : CACHE_NOT_STORED;
     case CACHE_CAS:
         return !was_live ? CACHE_MISS : cas_in != m[k].cas ? CACHE_EXISTS : CACHE_OK;
     case CACHE_CAS_STALE:
@@ -354,7 +354,7 @@ op_store(unsigned k, enum cache_store_op op)
     struct item *it = NULL;
     uint64_t oom = out_of_memory();
     enum cache_result r = cache_alloc(&it, keys[k], nkeys[k], fl, t, (uint32_t)vlen);
-    if (!fits(k, vlen)) {
+    if (!fits(k, vlen, fl)) {
         if (r != CACHE_TOO_LARGE)
             die("key %u: %zu bytes allocated past the item limit: %s", k, vlen, cache_result_name(r));
         return;

@@ -180,7 +180,7 @@ Test(stats_sizes, memory_does_not_grow_with_the_item_limit, .init = start_huge_i
 static uint32_t
 bucket(size_t vlen)
 {
-    return (cache_item_size(2, vlen + 2) + 31) / 32 * 32;
+    return (cache_item_size(2, 0, vlen + 2) + 31) / 32 * 32;
 }
 
 Test(stats_sizes, lists_slab_and_large_items_in_size_order, .init = start_huge_items,
@@ -221,7 +221,7 @@ Test(stats_sizes, counts_every_item_of_a_class_bigger_than_one_walk_step, .init 
     struct size_lines l = { .n = 0 };
     cache_sizes_foreach(record_size, &l);
     cr_assert_eq(l.n, 1);
-    cr_expect_eq(l.size[0], (cache_item_size(7, 1 + 2) + 31) / 32 * 32); /* k000000 = v */
+    cr_expect_eq(l.size[0], (cache_item_size(7, 0, 1 + 2) + 31) / 32 * 32); /* k000000 = v */
     cr_expect_eq(l.count[0], 50000 - 16667);
 }
 
