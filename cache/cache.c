@@ -268,6 +268,18 @@ note_read(struct item *it)
         item_set_bits(it, ITEM_ACTIVE);
 }
 
+struct item *
+find_live_ref(const char *key, size_t nkey, uint64_t hv)
+{
+    struct item *it = find_live(key, nkey, hv);
+    /* At the ceiling a new reference would wrap: such a key reads as a miss. */
+    if (it == NULL || atomic_load(&it->refcount) >= REFCOUNT_CEILING)
+        return NULL;
+    uint16_t refs = atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's: cache_release */
+    CHECK(refs >= 1 && refs < REFCOUNT_CEILING); /* the table holds one */
+    return it;
+}
+
 static struct item *
 lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
 {
@@ -275,12 +287,8 @@ lookup(const char *key, size_t nkey, bool touch, int64_t exptime)
         return NULL;
     uint64_t hv = item_hash_key(key, nkey);
     ht_lock(hv);
-    struct item *it = find_live(key, nkey, hv);
-    if (it != NULL && atomic_load(&it->refcount) >= REFCOUNT_CEILING)
-        it = NULL;
+    struct item *it = find_live_ref(key, nkey, hv);
     if (it != NULL) {
-        uint16_t refs = atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's: cache_release */
-        CHECK(refs >= 1 && refs < REFCOUNT_CEILING); /* the table holds one */
         if (touch)
             it->exptime = item_exptime_for(exptime);
         note_read(it);

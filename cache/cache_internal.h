@@ -542,6 +542,10 @@ automove_tick(uint32_t now);
  * way is unlinked and counted). */
 struct item *
 find_live(const char *key, size_t nkey, uint64_t hv);
+/* Stripe lock held: as find_live, with a reference taken for the caller
+ * (cache_release); NULL too when the item's count is at its ceiling. */
+struct item *
+find_live_ref(const char *key, size_t nkey, uint64_t hv);
 /* Stripe lock held: counts a read (FETCHED, then ACTIVE; last access). */
 void
 note_read(struct item *it);

@@ -83,11 +83,8 @@ cache_peek(const char *key, size_t nkey, struct cache_item_info *info)
         return NULL;
     uint64_t hv = item_hash_key(key, nkey);
     ht_lock(hv);
-    struct item *it = find_live(key, nkey, hv);
-    if (it != NULL && atomic_load(&it->refcount) >= REFCOUNT_CEILING)
-        it = NULL;
+    struct item *it = find_live_ref(key, nkey, hv);
     if (it != NULL) {
-        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed); /* the caller's: cache_release */
         if (info != NULL)
             *info = (struct cache_item_info){
                 .ttl = item_ttl(it), .idle = item_idle(it), .fetched = item_fetched(it) };

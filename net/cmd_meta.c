@@ -74,6 +74,17 @@ meta_put_echo(char *p, const struct proto_request *req, const struct meta_reques
     return p;
 }
 
+/* Parses a meta request; a malformed one is answered with its error line
+ * (ms also swallows its data block, so it does this itself). */
+static bool
+parse_or_refuse(struct conn *c, enum meta_cmd kind, struct proto_request *req, struct meta_request *m)
+{
+    if (meta_parse(kind, req, m))
+        return true;
+    reply_line(&c->out, m->error);
+    return false;
+}
+
 /* Queues "CODE<echoed flags>\r\n". */
 static void
 meta_reply_code(struct conn *c, const char *code, const struct proto_request *req,
@@ -94,10 +105,8 @@ void
 cmd_mg(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     struct meta_request m;
-    if (!meta_parse(META_MG, req, &m)) {
-        reply_line(&c->out, m.error);
+    if (!parse_or_refuse(c, META_MG, req, &m))
         return;
-    }
     /* --bus-sync without a lease: this copy may be one a peer changed. */
     if (!cmd_read_ok(c))
         cache_drop(m.key, m.nkey, false, 0);
@@ -397,10 +406,8 @@ void
 cmd_md(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     struct meta_request m;
-    if (!meta_parse(META_MD, req, &m)) {
-        reply_line(&c->out, m.error);
+    if (!parse_or_refuse(c, META_MD, req, &m))
         return;
-    }
     struct cache_mdelete d = {
         .has_cas = meta_has(&m, 'C'),
         .cas = m.cas,
@@ -430,10 +437,8 @@ void
 cmd_ma(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     struct meta_request m;
-    if (!meta_parse(META_MA, req, &m)) {
-        reply_line(&c->out, m.error);
+    if (!parse_or_refuse(c, META_MA, req, &m))
         return;
-    }
     if (!cmd_read_ok(c))
         cache_drop(m.key, m.nkey, false, 0); /* --bus-sync without a lease */
     struct cache_marith a;
@@ -524,10 +529,8 @@ void
 cmd_me(struct conn *c, struct proto_request *req, const struct cmd_row *row)
 {
     struct meta_request m;
-    if (!meta_parse(META_ME, req, &m)) {
-        reply_line(&c->out, m.error);
+    if (!parse_or_refuse(c, META_ME, req, &m))
         return;
-    }
     NET_STAT_ADD(c->w, cmd_meta, 1);
     struct cache_item_info info;
     struct item *it = cache_peek(m.key, m.nkey, &info); /* released below */
