@@ -620,9 +620,13 @@ conn_run(struct conn *c)
             return;
         }
         conn_go_idle(c);
-        conn_set_events(c, EV_READ);
-        if (stop == STOP_YIELD)
-            ev_feed_event(c->w->loop, &c->io, EV_READ); /* come back after others */
+        /* -R spent with input left: come back at the next poll, as
+         * memcached does, by waiting for the socket to be writable (it is).
+         * ev_feed_event would not do: libev runs the event it was fed next,
+         * before the other ready connections, so a client pipelining
+         * without pause kept the worker (readers beside a 32-deep writer
+         * got 12,000 gets/s where memcached gives them 60,000). */
+        conn_set_events(c, stop == STOP_YIELD ? EV_READ | EV_WRITE : EV_READ);
         atomic_store_explicit(&c->stat_state, c->state, memory_order_relaxed);
         return;
     }

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import fixture
@@ -428,6 +429,52 @@ def reqs_per_event_yields(binary, kind):
             raise AssertionError("conn_yields %s after 200 pipelined gets with -R 2" % st["conn_yields"])
 
 
+def yield_lets_others_in(binary, kind):
+    """A client that pipelines without pause must not keep the worker: once
+    it has had its -R requests, the other ready connections get theirs. a
+    streams 400,000 `mn` on one worker (-t 1); b's `version`, sent while a
+    is being served, must be answered within a fraction of a's stream, not
+    after it (memcached: 1,000-3,000 of a's replies in between)."""
+    n = 400000
+    with fixture.Server(binary, ["-t", "1", "-R", "20"], name=kind) as srv, \
+            srv.connect() as a, srv.connect() as b:
+        got = [0]  # bytes of a's replies ("MN\r\n") read so far
+
+        def drain():
+            a.settimeout(20)
+            try:
+                while got[0] < 4 * n:
+                    chunk = a.recv(1 << 20)
+                    if not chunk:
+                        return
+                    got[0] += len(chunk)
+            except socket.timeout:
+                pass
+        reader = threading.Thread(target=drain)
+        sender = threading.Thread(target=a.sendall, args=(b"mn\r\n" * n,))
+        reader.start()
+        sender.start()
+        try:
+            deadline = time.time() + 10
+            while got[0] < 4 * 2000 and time.time() < deadline:
+                time.sleep(0.001)
+            before = got[0] // 4
+            if before >= n:
+                raise AssertionError("a's whole stream was answered before b could ask")
+            b.sendall(b"version\r\n")
+            r = recv_until(b, b"\r\n", 10)
+            between = got[0] // 4 - before
+        finally:
+            sender.join(20)
+            reader.join(20)
+        if not r.startswith(b"VERSION "):
+            raise AssertionError("b: %r" % r)
+        if got[0] != 4 * n:
+            raise AssertionError("a got %d of %d replies" % (got[0] // 4, n))
+        if between > n // 10:
+            raise AssertionError("b waited while a got %d of its %d replies" % (between, n))
+
+
 def unix_socket(binary, kind):
     d = tempfile.mkdtemp(prefix="fc-it-")
     path = os.path.join(d, "sock")
@@ -734,6 +781,7 @@ def run(rep, ctx):
     rep.case("behaviour/max_connections_refused_and_counted", max_connections, b, k)
     rep.case("behaviour/idle_timeout_closes", idle_timeout, b, k)
     rep.case("behaviour/reqs_per_event_yields", reqs_per_event_yields, b, k)
+    rep.case("behaviour/yield_lets_others_in", yield_lets_others_in, b, k)
     rep.case("behaviour/unix_socket_and_mask", unix_socket, b, k)
     rep.case("behaviour/daemon_with_pidfile", daemon_mode, b, k)
     rep.case("behaviour/sigterm_exits_0", signal_exit, b, k, signal.SIGTERM)
