@@ -520,15 +520,21 @@ l2op_submit(struct l2op *op, const char *cmd, const char *args, size_t nargs,
         .cmd = cmd, .key = op->key, .nkey = op->nkey, .args = args, .nargs = nargs,
         .value = value, .nvalue = nvalue, .is_get = is_get, .done = done, .arg = op,
     };
+    l2op_send(op, &call);
+}
+
+void
+l2op_send(struct l2op *op, const struct l2_call *call)
+{
     op->ticket = cache_ticket(op->key, op->nkey);
-    unsigned server = l2_server_for(op->key, op->nkey);
-    if (l2_submit(op->w->l2, server, &call) == L2_SUBMITTED) {
+    unsigned server = l2_server_for(call->key, call->nkey);
+    if (l2_submit(op->w->l2, server, call) == L2_SUBMITTED) {
         op->started = true;
         conn_suspend(op->c, op);
         return;
     }
     struct l2_reply down = {.status = L2_DOWN, .server = server};
-    done(op, &down);
+    call->done(op, &down);
 }
 
 void

@@ -83,6 +83,13 @@ l2op_free(struct l2op *op);
 void
 l2op_done(struct l2op *op);
 
+/* Sends call for op to the server that owns call's key and suspends op's
+ * client until its done runs; a server that cannot take it (ejected, down)
+ * gets done at once with L2_DOWN. op's ticket is taken first, so a fill
+ * from the answer loses to any write of the key meanwhile. */
+void
+l2op_send(struct l2op *op, const struct l2_call *call);
+
 /* Queues line for op's client, silenced by op->noreply as cmd_out does. */
 void
 l2op_out(struct l2op *op, const char *line);

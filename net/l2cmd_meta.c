@@ -310,15 +310,7 @@ l2op_meta_submit(struct l2op *op, const char *cmd, const struct proto_token *key
         .value = value, .nvalue = nvalue, .is_get = cmd[1] == 'g', .sink = sink,
         .done = done, .arg = op,
     };
-    op->ticket = cache_ticket(op->key, op->nkey);
-    unsigned server = l2_server_for(key->p, key->len);
-    if (l2_submit(op->w->l2, server, &call) == L2_SUBMITTED) {
-        op->started = true;
-        conn_suspend(op->c, op);
-        return;
-    }
-    struct l2_reply down = {.status = L2_DOWN, .server = server};
-    done(op, &down);
+    l2op_send(op, &call);
 }
 
 bool
