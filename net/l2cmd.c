@@ -491,17 +491,9 @@ l2cmd_store_done(void *arg, const struct l2_reply *reply)
     }
     if (m->code == MP_HD) {
         l2op_out(op, "STORED");
+        /* append/prepend: L2 holds a joined value this node never saw. */
         bool whole = op->store_op != CACHE_APPEND && op->store_op != CACHE_PREPEND;
-        if (whole && m->has_cas) {
-            item_set_upstream_cas(op->it, m->cas);
-            bool kept = cache_store_upstream(op->it, op->ticket, true) == CACHE_OK;
-            l2_note(op->w->l2, kept ? L2_STAT_write_commits : L2_STAT_write_drops, 1);
-        } else {
-            /* append/prepend: L2 holds a joined value this node never saw. */
-            cache_drop(op->key, op->nkey, false, 0);
-            l2_note(op->w->l2, L2_STAT_write_drops, 1);
-        }
-        l2op_publish(op);
+        l2op_stored(op, whole && m->has_cas, m->cas);
     } else {
         /* NS, EX, NF: L2 refused. Its answer may contradict our copy
          * (add found a key, replace or cas found none or another): drop it. */
@@ -535,6 +527,20 @@ l2op_send(struct l2op *op, const struct l2_call *call)
     }
     struct l2_reply down = {.status = L2_DOWN, .server = server};
     call->done(op, &down);
+}
+
+void
+l2op_stored(struct l2op *op, bool keep, uint64_t cas)
+{
+    if (keep) {
+        item_set_upstream_cas(op->it, cas);
+        bool kept = cache_store_upstream(op->it, op->ticket, true) == CACHE_OK;
+        l2_note(op->w->l2, kept ? L2_STAT_write_commits : L2_STAT_write_drops, 1);
+    } else {
+        cache_drop(op->key, op->nkey, false, 0);
+        l2_note(op->w->l2, L2_STAT_write_drops, 1);
+    }
+    l2op_publish(op);
 }
 
 void

@@ -90,6 +90,12 @@ l2op_done(struct l2op *op);
 void
 l2op_send(struct l2op *op, const struct l2_call *call);
 
+/* L2 stored op's item: keep it as this node's copy with L2's cas when keep
+ * (and no write of the key came since op's ticket), else drop the copy;
+ * then tell the fleet. */
+void
+l2op_stored(struct l2op *op, bool keep, uint64_t cas);
+
 /* Queues line for op's client, silenced by op->noreply as cmd_out does. */
 void
 l2op_out(struct l2op *op, const char *line);

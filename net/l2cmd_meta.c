@@ -396,15 +396,7 @@ l2cmd_ms_done(void *arg, const struct l2_reply *reply)
             l2op_meta_line(op, "HD", -1, &v);
         char mode = op->plan.mode;
         bool whole = mode != 'A' && mode != 'P' && mode != 'a' && mode != 'p';
-        if (whole && m->has_cas && !op->plan.invalidate && !op->plan.binary) {
-            item_set_upstream_cas(op->it, m->cas);
-            bool kept = cache_store_upstream(op->it, op->ticket, true) == CACHE_OK;
-            l2_note(op->w->l2, kept ? L2_STAT_write_commits : L2_STAT_write_drops, 1);
-        } else {
-            cache_drop(op->key, op->nkey, false, 0);
-            l2_note(op->w->l2, L2_STAT_write_drops, 1);
-        }
-        l2op_publish(op);
+        l2op_stored(op, whole && m->has_cas && !op->plan.invalidate && !op->plan.binary, m->cas);
     } else {
         v.has_c = false;
         l2op_meta_line(op, mparse_code_name(m->code), -1, &v);
